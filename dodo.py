@@ -1,0 +1,1 @@
+from podrelease.tasks import *  # noqa: F401,F403

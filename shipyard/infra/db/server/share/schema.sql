@@ -1,0 +1,1 @@
+CREATE TABLE IF NOT EXISTS visits (id integer PRIMARY KEY, path text NOT NULL);

@@ -1,0 +1,137 @@
+"""Build aside, rename into place: how every artifact appears.
+
+A temporary sibling is named `.tmp-<name>-<pid>-<random>`; readers ignore
+dot names, and `sweep` removes what a dead process left behind (the pid says
+whether its builder is still alive, so a concurrent run is never disturbed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+TMP_PREFIX = ".tmp-"
+ARTIFACT_DIR_MODE = 0o755
+ARTIFACT_FILE_MODE = 0o644
+
+
+@contextmanager
+def building_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty sibling directory of `final`; rename it to `final` on success.
+
+    If `final` appeared meanwhile (another process won), the work is dropped:
+    artifacts are immutable, the first one stays.
+    """
+    make_dirs(final.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(final.name), dir=final.parent))
+    try:
+        os.chmod(tmp, ARTIFACT_DIR_MODE)
+        yield tmp
+        fsync_tree(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            shutil.rmtree(tmp)
+        fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def make_dirs(path: Path) -> None:
+    """mkdir -p with mode 0755 whatever the umask: a web server may serve the root."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            continue
+        os.chmod(folder, ARTIFACT_DIR_MODE)
+
+
+def replace_symlink(link: Path, target: str) -> None:
+    """Point `link` at `target` atomically: a new link renamed over the old."""
+    tmp = link.parent / f"{_tmp_prefix(link.name)}{os.urandom(4).hex()}"
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    fsync_dir(link.parent)
+
+
+def write_file(path: Path, data: bytes, mode: int = ARTIFACT_FILE_MODE) -> None:
+    """Write a small file whose mode does not depend on the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(path, mode)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: Path) -> None:
+    """Flush a freshly built artifact so a rename never publishes empty files."""
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                continue
+            fd = os.open(full, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
+
+
+def _tmp_prefix(name: str) -> str:
+    return f"{TMP_PREFIX}{name}-{os.getpid()}-"
+
+
+def _owner_alive(tmp_name: str) -> bool:
+    """Whether the process that named this temporary still runs."""
+    try:
+        pid = int(tmp_name.rsplit("-", 2)[-2])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep(parent: Path) -> None:
+    """Remove temporaries that dead processes left in `parent`."""
+    try:
+        names = os.listdir(parent)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith(TMP_PREFIX) and not _owner_alive(name):
+            full = parent / name
+            if full.is_symlink() or not full.is_dir():
+                full.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(full, ignore_errors=True)

@@ -1,0 +1,237 @@
+"""YAML documents with line numbers, read with PyYAML's C parser.
+
+PyYAML's constructor forgets where values came from, so this module walks the
+composed node tree itself and records the line of every key and item. The
+walk also refuses what a release file never needs and an attacker might send:
+duplicate keys, oversized files, alias bombs, deep nesting and custom tags.
+Scalars keep their source text, so a version such as `1.10` is read as
+written rather than as the float 1.1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+MAX_BYTES = 1 << 20
+MAX_VALUES = 50_000
+MAX_DEPTH = 64
+
+Where = tuple  # a path into the document: keys and list indexes
+
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:timestamp",
+}
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed file: plain data plus where each value came from."""
+
+    path: str  # as shown in messages, relative to the release root
+    data: object
+    lines: dict
+    texts: dict
+
+    def line(self, where: Where) -> int | None:
+        """The line of `where`, or of its nearest located parent."""
+        while True:
+            if where in self.lines:
+                return self.lines[where]
+            if not where:
+                return None
+            where = where[:-1]
+
+    def error(self, where: Where, message: str) -> UserError:
+        return UserError(self.path, self.line(where), message)
+
+    def text(self, where: Where) -> str | None:
+        """The scalar at `where` exactly as written in the file."""
+        return self.texts.get(where)
+
+
+def load(path: Path, shown_as: str) -> Document:
+    """Read and parse one YAML file; every problem is a UserError."""
+    data = _read_text(path, shown_as)
+    loader = yaml.CSafeLoader(data)
+    try:
+        node = loader.get_single_node()
+        return _Walk(loader, shown_as).document(node)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        problem = err.problem or err.context or "invalid YAML"
+        raise UserError(shown_as, mark.line + 1 if mark else None, f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as err:
+        raise UserError(shown_as, None, f"invalid YAML: {err}") from None
+    finally:
+        loader.dispose()
+
+
+def _read_text(path: Path, shown_as: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except OSError as err:
+        raise UserError(shown_as, None, f"cannot read: {err.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise UserError(shown_as, None, f"file is larger than {MAX_BYTES // 1024} KiB")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise UserError(shown_as, line, "file is not valid UTF-8") from None
+
+
+class _Walk:
+    """Turn a node tree into plain data, recording lines and scalar texts."""
+
+    def __init__(self, loader: yaml.CSafeLoader, shown_as: str):
+        self.loader = loader
+        self.shown_as = shown_as
+        self.lines: dict = {}
+        self.texts: dict = {}
+        self.count = 0
+
+    def document(self, node) -> Document:
+        data = None if node is None else self.value(node, (), 0)
+        if node is not None:
+            self.lines[()] = node.start_mark.line + 1
+        return Document(self.shown_as, data, self.lines, self.texts)
+
+    def fail(self, node, message: str) -> UserError:
+        return UserError(self.shown_as, node.start_mark.line + 1, message)
+
+    def value(self, node, where: Where, depth: int):
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise self.fail(node, f"document has more than {MAX_VALUES} values (alias expansion?)")
+        if depth > MAX_DEPTH:
+            raise self.fail(node, f"document is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, where)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != "tag:yaml.org,2002:seq":
+                raise self.fail(node, f"unsupported YAML tag {node.tag}")
+            items = []
+            for index, item in enumerate(node.value):
+                self.lines[where + (index,)] = item.start_mark.line + 1
+                items.append(self.value(item, where + (index,), depth + 1))
+            return items
+        if node.tag != "tag:yaml.org,2002:map":
+            raise self.fail(node, f"unsupported YAML tag {node.tag}")
+        mapping: dict = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                raise self.fail(key_node, "keys must be plain scalars (no merge keys or nested keys)")
+            key = key_node.value
+            if key in mapping:
+                raise self.fail(key_node, f"duplicate key {key!r}")
+            self.lines[where + (key,)] = key_node.start_mark.line + 1
+            mapping[key] = self.value(value_node, where + (key,), depth + 1)
+        return mapping
+
+    def scalar(self, node, where: Where):
+        if node.tag not in _SCALAR_TAGS:
+            raise self.fail(node, f"unsupported YAML tag {node.tag}")
+        self.texts[where] = node.value
+        if node.tag == "tag:yaml.org,2002:str" or node.tag == "tag:yaml.org,2002:timestamp":
+            return node.value
+        if node.tag == "tag:yaml.org,2002:null":
+            return None
+        if node.tag == "tag:yaml.org,2002:bool":
+            return self.loader.construct_yaml_bool(node)
+        if node.tag == "tag:yaml.org,2002:int":
+            return self.loader.construct_yaml_int(node)
+        return self.loader.construct_yaml_float(node)
+
+
+class _AnyKey(frozenset):
+    """Allowed-keys set for mappings whose keys are data (names, labels)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+ANY_KEY = _AnyKey()
+
+
+class Fields:
+    """Typed reads from a Document, each failure located at its line.
+
+    Scalars meant as text (names, args, versions) are taken as written in
+    the file, so `8080` or `1.10` never pass through int or float.
+    """
+
+    def __init__(self, doc: Document):
+        self.doc = doc
+
+    def mapping(self, where: Where, allowed: frozenset[str] | set[str], what: str) -> dict:
+        value = self.at(where)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.doc.error(where, f"{what} must be a mapping")
+        for key in value:
+            if key not in allowed:
+                known = ", ".join(sorted(allowed))
+                raise self.doc.error(where + (key,), f"unknown key {key!r} in {what} (known: {known})")
+        return value
+
+    def at(self, where: Where):
+        """The value at `where`; None where a key or item is absent."""
+        value = self.doc.data
+        for step in where:
+            try:
+                value = value[step]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return value
+
+    def text(self, where: Where, what: str) -> str:
+        value = self.at(where)
+        if isinstance(value, (dict, list)) or value is None:
+            raise self.doc.error(where, f"{what} must be a string")
+        return self.doc.text(where) if not isinstance(value, str) else value
+
+    def optional_text(self, where: Where, what: str) -> str | None:
+        return None if self.at(where) is None else self.text(where, what)
+
+    def flag(self, where: Where, what: str) -> bool:
+        value = self.at(where)
+        if not isinstance(value, bool):
+            raise self.doc.error(where, f"{what} must be true or false")
+        return value
+
+    def integer(self, where: Where, what: str, low: int, high: int) -> int:
+        value = self.at(where)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.doc.error(where, f"{what} must be an integer from {low} to {high}")
+        return value
+
+    def items(self, where: Where, what: str) -> list:
+        """The indexes of a list (an absent list is empty)."""
+        value = self.at(where)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.doc.error(where, f"{what} must be a list")
+        return list(range(len(value)))
+
+    def texts(self, where: Where, what: str) -> tuple[str, ...]:
+        return tuple(self.text(where + (i,), f"each of {what}") for i in self.items(where, what))
+
+    def name(self, where: Where, check, what: str) -> str:
+        """The text at `where`, validated by a `names.check_*` function."""
+        try:
+            return check(self.text(where, what), what)
+        except ValueError as err:
+            raise self.doc.error(where, str(err)) from None

@@ -1,0 +1,108 @@
+"""Release instructions: `channels/<channel>/<label_path>/<pod>/<version>.yaml`.
+
+The path says which pod, channel and version; the file says only what
+differs from the defaults (an empty file is a valid instruction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .documents import ANY_KEY, Fields, load
+from .errors import UserError, UserErrors
+from .layout import InstructionPath
+from .names import Label, check_version
+from .rules import environment
+
+INSTRUCTION_KEYS = frozenset({"rule", "revision", "images", "volumes", "parameters"})
+PARAMETER_KEYS = frozenset({"args", "environment"})
+
+
+@dataclass(frozen=True)
+class Pin:
+    """An explicit version for one image or volume of the pod."""
+
+    label: Label
+    version: str
+    line: int | None
+
+
+@dataclass(frozen=True)
+class Instruction:
+    path: Path
+    shown: str
+    channel: str
+    pod: Label  # from the path
+    version: str
+    rule: Label  # the pod rule; the pod's own label unless `rule:` says otherwise
+    rule_line: int | None
+    revision: str | None = None
+    images: tuple[Pin, ...] = ()
+    volumes: tuple[Pin, ...] = ()
+    args: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+
+    def pinned(self, pins: tuple[Pin, ...], label: Label) -> Pin | None:
+        return next((p for p in pins if p.label == label), None)
+
+
+def load_instruction(where: InstructionPath) -> Instruction:
+    doc = load(where.path, where.shown)
+    fields = Fields(doc)
+    top = fields.mapping((), INSTRUCTION_KEYS, "a release instruction")
+    rule = where.pod
+    if top.get("rule") is not None:
+        rule = _label(fields, ("rule",), where.pod.path)
+    params = fields.mapping(("parameters",), PARAMETER_KEYS, "parameters")
+    return Instruction(
+        path=where.path,
+        shown=where.shown,
+        channel=where.channel,
+        pod=where.pod,
+        version=where.version,
+        rule=rule,
+        rule_line=doc.line(("rule",)) if "rule" in top else None,
+        revision=fields.optional_text(("revision",), "revision"),
+        images=_pins(fields, "images"),
+        volumes=_pins(fields, "volumes"),
+        args=fields.texts(("parameters", "args"), "args") if "args" in params else (),
+        environment=environment(fields, ("parameters", "environment")),
+    )
+
+
+def _label(fields: Fields, where, default_path: str) -> Label:
+    try:
+        return Label.parse(fields.text(where, "label"), default_path=default_path)
+    except ValueError as err:
+        raise fields.doc.error(where, str(err)) from None
+
+
+def _pins(fields: Fields, key: str) -> tuple[Pin, ...]:
+    pins = []
+    for text in fields.mapping((key,), ANY_KEY, key):
+        where = (key, text)
+        try:
+            label = Label.parse(text)
+        except ValueError as err:
+            raise fields.doc.error(where, str(err)) from None
+        version = fields.text(where, f"version of {text}")
+        try:
+            check_version(version, f"version of {text}")
+        except ValueError as err:
+            raise fields.doc.error(where, str(err)) from None
+        pins.append(Pin(label, version, fields.doc.line(where)))
+    return tuple(pins)
+
+
+def load_all(paths: list[InstructionPath]) -> list[Instruction]:
+    """Load every instruction, reporting the first mistake of each file."""
+    instructions, errors = [], []
+    for where in paths:
+        try:
+            instructions.append(load_instruction(where))
+        except UserError as err:
+            errors.append(err)
+    if errors:
+        raise UserErrors(errors)
+    return instructions

@@ -1,0 +1,105 @@
+"""Names of things: labels, AC names, channels, path segments, versions.
+
+Everything here is validated before a single file is written, so the rest of
+the code can join these strings into paths without fear of `..` or `/`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from packaging.version import InvalidVersion, Version
+
+AC_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
+SEGMENT = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
+VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*\Z")
+# appc ACIdentifier: what an image's appc name must be.
+AC_IDENTIFIER = re.compile(r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*\Z")
+MAX_NAME = 255
+
+
+def check_ac_name(text: object, what: str) -> str:
+    """An image, pod or volume name: an appc AC name."""
+    if not isinstance(text, str) or len(text) > MAX_NAME or not AC_NAME.match(text):
+        raise ValueError(f"{what} {text!r} is not a valid name (lowercase letters, digits and single dashes)")
+    return text
+
+
+def check_segment(text: object, what: str) -> str:
+    """A channel name or one label-path segment."""
+    if (
+        not isinstance(text, str)
+        or len(text) > MAX_NAME
+        or not SEGMENT.match(text)
+        or text in (".", "..")
+    ):
+        raise ValueError(f"{what} {text!r} is not valid (lowercase letters, digits, '.', '_' and '-')")
+    return text
+
+
+def check_version(text: object, what: str = "version") -> str:
+    if (
+        not isinstance(text, str)
+        or len(text) > MAX_NAME
+        or not VERSION.match(text)
+        or text == "tip"
+    ):
+        raise ValueError(f"{what} {text!r} is not a valid version")
+    return text
+
+
+def check_label_path(text: str, what: str = "label path") -> str:
+    """`''` or `/`-joined segments, never absolute, never `..`."""
+    if text == "":
+        return text
+    for segment in text.split("/"):
+        check_segment(segment, f"{what} segment")
+    return text
+
+
+@dataclass(frozen=True, order=True)
+class Label:
+    """`//<path>:<name>`; `path` is '' for the top of the tree."""
+
+    path: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: object, default_path: str | None = None) -> "Label":
+        """Parse a full label, or a bare name relative to `default_path`."""
+        if not isinstance(text, str):
+            raise ValueError(f"label {text!r} must be a string like //web:frontend")
+        if text.startswith("//"):
+            path, sep, name = text[2:].partition(":")
+            if not sep:
+                raise ValueError(f"label {text!r} has no ':<name>' part")
+        elif default_path is not None and ":" not in text and "/" not in text:
+            path, name = default_path, text
+        else:
+            raise ValueError(f"label {text!r} must look like //<label_path>:<name>")
+        check_label_path(path, f"label {text!r}: path")
+        check_ac_name(name, f"label {text!r}: name")
+        return cls(path, name)
+
+    def __str__(self) -> str:
+        return f"//{self.path}:{self.name}"
+
+    def join(self, *parts: str) -> str:
+        """`<path>/<name>/<parts...>` with no leading slash for the top path."""
+        return "/".join(p for p in (self.path, self.name, *parts) if p)
+
+
+@cache
+def version_key(version: str) -> tuple:
+    """Order versions by their numeric parts: 1.10.0 > 1.9.0.
+
+    PEP 440 versions (the common case) order as `packaging` orders them; any
+    other version orders after them by its numeric and text runs.
+    """
+    try:
+        return (1, Version(version), ())
+    except InvalidVersion:
+        runs = re.findall(r"\d+|[^\d]+", version)
+        return (0, Version("0"), tuple((1, int(r), "") if r.isdigit() else (0, 0, r) for r in runs))

@@ -1,0 +1,157 @@
+"""From loaded rules and instructions to a plan: what to build, check and link.
+
+Pure: no file is read or written here. Every cross-file mistake (a rule
+that does not exist, a pin for an image the pod doesn't have, two
+instructions naming the same version) is found before anything is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UserError, UserErrors
+from .instructions import Instruction, Pin
+from .names import Label, version_key
+from .rules import BuildFile, ImageRule, PodRule, VolumeMount
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    rule: ImageRule
+    version: str
+
+    @property
+    def name(self) -> str:
+        return self.rule.label.join(self.version)
+
+
+@dataclass(frozen=True)
+class VolumeCheck:
+    label: Label
+    version: str
+    needed_by: tuple[str, ...]  # `path:line` of each instruction that needs it
+
+    @property
+    def name(self) -> str:
+        return self.label.join(self.version)
+
+
+@dataclass(frozen=True)
+class PodVolume:
+    mount: VolumeMount
+    version: str
+
+
+@dataclass(frozen=True)
+class PodAssembly:
+    instruction: Instruction
+    rule: PodRule
+    images: tuple[ImageBuild, ...]
+    volumes: tuple[PodVolume, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.instruction.channel}/{self.instruction.pod.join(self.instruction.version)}"
+
+
+@dataclass(frozen=True)
+class TipUpdate:
+    channel: str
+    pod: Label
+
+    @property
+    def name(self) -> str:
+        return f"{self.channel}/{self.pod.join()}"
+
+
+@dataclass(frozen=True)
+class Release:
+    pod: PodAssembly
+    tip: TipUpdate
+
+    @property
+    def name(self) -> str:
+        return self.pod.name
+
+
+@dataclass(frozen=True)
+class Plan:
+    images: dict[str, ImageBuild]
+    volumes: dict[str, VolumeCheck]
+    pods: dict[str, PodAssembly]
+    tips: dict[str, TipUpdate]
+    releases: dict[str, Release]
+
+
+def make_plan(build_files: list[BuildFile], instructions: list[Instruction]) -> Plan:
+    """Resolve every instruction against the rules; report every bad one."""
+    images = {r.label: r for b in build_files for r in b.images.values()}
+    pods = {r.label: r for b in build_files for r in b.pods.values()}
+    plan = Plan({}, {}, {}, {}, {})
+    errors: list[UserError] = []
+    _check_unique_versions(instructions, errors)
+    for instruction in instructions:
+        try:
+            _add_release(plan, instruction, images, pods)
+        except UserError as err:
+            errors.append(err)
+    if errors:
+        raise UserErrors(errors)
+    return plan
+
+
+def _need_volume(plan: Plan, label: Label, version: str, needer: str) -> None:
+    name = label.join(version)
+    known = plan.volumes.get(name)
+    needed_by = (known.needed_by if known else ()) + (needer,)
+    plan.volumes[name] = VolumeCheck(label, version, needed_by)
+
+
+def _check_unique_versions(instructions: list[Instruction], errors: list[UserError]) -> None:
+    """`1.0` and `1.0.0` are one version: two instructions can't both name it."""
+    seen: dict[tuple, Instruction] = {}
+    for instruction in instructions:
+        key = (instruction.channel, instruction.pod, version_key(instruction.version))
+        if key in seen:
+            errors.append(UserError(instruction.shown, None, f"same version as {seen[key].shown}: one pod version has one instruction"))
+        else:
+            seen[key] = instruction
+
+
+def _add_release(plan: Plan, instruction: Instruction, images: dict, pods: dict) -> None:
+    rule = pods.get(instruction.rule)
+    if rule is None:
+        folder = f"{instruction.rule.path}/" if instruction.rule.path else ""
+        raise UserError(instruction.shown, instruction.rule_line, f"no pod rule {instruction.rule} (looked in shipyard/{folder}build.yaml)")
+    _check_pins(instruction, instruction.images, rule.images, "image")
+    _check_pins(instruction, instruction.volumes, tuple(v.label for v in rule.volumes), "volume")
+    pod_images = []
+    for label in rule.images:
+        image_rule = images.get(label)
+        if image_rule is None:
+            raise UserError(rule.shown, rule.line, f"pod {rule.label} uses image {label}, which no build file defines")
+        version = _version(instruction, instruction.images, label)
+        build = plan.images.setdefault(label.join(version), ImageBuild(image_rule, version))
+        pod_images.append(build)
+    pod_volumes = []
+    for mount in rule.volumes:
+        version = _version(instruction, instruction.volumes, mount.label)
+        pin = instruction.pinned(instruction.volumes, mount.label)
+        _need_volume(plan, mount.label, version, f"{instruction.shown}:{pin.line}" if pin else instruction.shown)
+        pod_volumes.append(PodVolume(mount, version))
+    pod = PodAssembly(instruction, rule, tuple(pod_images), tuple(pod_volumes))
+    tip = plan.tips.setdefault(f"{instruction.channel}/{instruction.pod.join()}", TipUpdate(instruction.channel, instruction.pod))
+    plan.pods[pod.name] = pod
+    plan.releases[pod.name] = Release(pod, tip)
+
+
+def _version(instruction: Instruction, pins: tuple[Pin, ...], label: Label) -> str:
+    """Images and volumes default to the pod's version."""
+    pin = instruction.pinned(pins, label)
+    return pin.version if pin else instruction.version
+
+
+def _check_pins(instruction: Instruction, pins: tuple[Pin, ...], labels: tuple[Label, ...], what: str) -> None:
+    for pin in pins:
+        if pin.label not in labels:
+            raise UserError(instruction.shown, pin.line, f"{what} {pin.label} is not part of pod rule {instruction.rule}")

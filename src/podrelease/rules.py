@@ -1,0 +1,364 @@
+"""Build rules: `shipyard/<label_path>/build.yaml` as frozen dataclasses.
+
+A build file declares images (how to build code into an ACI) and pods (which
+images and volumes are released together). Loading validates everything a
+user can get wrong and reports it as `path:line: message`.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .documents import ANY_KEY, Fields, load
+from .errors import UserError, UserErrors
+from .names import Label, check_ac_name
+
+if TYPE_CHECKING:
+    from .layout import ReleaseRoot
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    protocol: str
+    port: int
+    count: int = 1
+    socket_activated: bool = False
+
+    def to_appc(self) -> dict:
+        return {
+            "name": self.name,
+            "protocol": self.protocol,
+            "port": self.port,
+            "count": self.count,
+            "socketActivated": self.socket_activated,
+        }
+
+
+@dataclass(frozen=True)
+class MountPoint:
+    name: str
+    path: str
+    read_only: bool = False
+
+    def to_appc(self) -> dict:
+        return {"name": self.name, "path": self.path, "readOnly": self.read_only}
+
+
+@dataclass(frozen=True)
+class App:
+    """The appc app of an image: what runs, as whom, with what."""
+
+    exec: tuple[str, ...] = ()
+    user: str = "0"
+    group: str = "0"
+    working_directory: str | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    ports: tuple[Port, ...] = ()
+    mount_points: tuple[MountPoint, ...] = ()
+
+    def to_appc(self) -> dict:
+        """The appc `app` object; keys appear only when they have a value."""
+        app: dict = {}
+        if self.exec:
+            app["exec"] = list(self.exec)
+        app["user"] = self.user
+        app["group"] = self.group
+        if self.working_directory:
+            app["workingDirectory"] = self.working_directory
+        if self.environment:
+            app["environment"] = [{"name": k, "value": v} for k, v in self.environment]
+        if self.mount_points:
+            app["mountPoints"] = [m.to_appc() for m in self.mount_points]
+        if self.ports:
+            app["ports"] = [p.to_appc() for p in self.ports]
+        return app
+
+
+@dataclass(frozen=True)
+class RootfsEntry:
+    """Copy `src` (relative to the build file's folder) to `dst` in the image."""
+
+    src: str
+    dst: str
+    mode: int | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageRule:
+    label: Label
+    build_file: Path  # absolute path of the build.yaml declaring it
+    line: int | None  # where the image is declared in build_file
+    name: str  # appc image name
+    rootfs: tuple[RootfsEntry, ...] = ()
+    command: tuple[str, ...] | None = None
+    app: App | None = None
+    os: str = "linux"
+    arch: str = "amd64"
+    shown: str = ""  # build_file as shown in messages
+
+    @property
+    def folder(self) -> Path:
+        """Rootfs sources and `command` are relative to the build file's folder."""
+        return self.build_file.parent
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    name: str  # the volume's name in the pod (and in the pod manifest)
+    label: Label
+    path: str  # mount path inside every app
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class PodRule:
+    label: Label
+    build_file: Path
+    line: int | None
+    images: tuple[Label, ...] = ()
+    volumes: tuple[VolumeMount, ...] = ()
+    files: tuple[str, ...] = ()  # relative to the build file's folder
+    args: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    shown: str = ""  # build_file as shown in messages
+
+    @property
+    def folder(self) -> Path:
+        return self.build_file.parent
+
+
+@dataclass(frozen=True)
+class BuildFile:
+    path: Path
+    label_path: str
+    images: dict[str, ImageRule] = field(default_factory=dict)
+    pods: dict[str, PodRule] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- loading
+
+BUILD_FILE_KEYS = frozenset({"images", "pods"})
+IMAGE_KEYS = frozenset({"name", "rootfs", "command", "app", "os", "arch"})
+ROOTFS_KEYS = frozenset({"src", "dst", "mode"})
+APP_KEYS = frozenset({"exec", "user", "group", "workingDirectory", "environment", "ports", "mountPoints"})
+PORT_KEYS = frozenset({"name", "protocol", "port", "count", "socketActivated"})
+MOUNT_POINT_KEYS = frozenset({"name", "path", "readOnly"})
+POD_KEYS = frozenset({"images", "volumes", "files", "args", "environment"})
+VOLUME_KEYS = frozenset({"name", "label", "path", "read_only"})
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+MODE = re.compile(r"0?[0-7]{3,4}\Z")
+AC_IDENTIFIER = re.compile(r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*\Z")
+
+
+def load_build_file(path: Path, shown_as: str, label_path: str) -> BuildFile:
+    """Read `shipyard/<label_path>/build.yaml` into rules, validating everything."""
+    doc = load(path, shown_as)
+    fields = Fields(doc)
+    top = fields.mapping((), BUILD_FILE_KEYS, "a build file")
+    images = {
+        name: _image_rule(fields, path, label_path, name)
+        for name in fields.mapping(("images",), ANY_KEY, "images")
+    } if "images" in top else {}
+    pods = {
+        name: _pod_rule(fields, path, label_path, name)
+        for name in fields.mapping(("pods",), ANY_KEY, "pods")
+    } if "pods" in top else {}
+    return BuildFile(path, label_path, images, pods)
+
+
+def _image_rule(fields: Fields, path: Path, label_path: str, name: str) -> ImageRule:
+    where = ("images", name)
+    _check_key_name(fields, where, name, "image")
+    spec = fields.mapping(where, IMAGE_KEYS, f"image {name!r}")
+    label = Label(label_path, name)
+    appc_name = fields.text(where + ("name",), "name") if "name" in spec else label.join()
+    if not AC_IDENTIFIER.match(appc_name):
+        raise fields.doc.error(where + ("name",), f"image name {appc_name!r} is not a valid appc name")
+    rootfs = tuple(_rootfs_entry(fields, path, where + ("rootfs", i)) for i in fields.items(where + ("rootfs",), "rootfs"))
+    command = None
+    if spec.get("command") is not None:
+        command = fields.texts(where + ("command",), "command")
+        if not command:
+            raise fields.doc.error(where + ("command",), "command must not be empty")
+    app = _app(fields, where + ("app",)) if spec.get("app") is not None else None
+    return ImageRule(
+        label=label,
+        build_file=path,
+        line=fields.doc.line(where),
+        name=appc_name,
+        rootfs=rootfs,
+        command=command,
+        app=app,
+        os=fields.text(where + ("os",), "os") if "os" in spec else "linux",
+        arch=fields.text(where + ("arch",), "arch") if "arch" in spec else "amd64",
+        shown=fields.doc.path,
+    )
+
+
+def _check_key_name(fields: Fields, where, name: str, what: str) -> None:
+    try:
+        check_ac_name(name, f"{what} name")
+    except ValueError as err:
+        raise fields.doc.error(where, str(err)) from None
+
+
+def _rootfs_entry(fields: Fields, build_file: Path, where) -> RootfsEntry:
+    spec = fields.mapping(where, ROOTFS_KEYS, "a rootfs entry")
+    for key in ("src", "dst"):
+        if key not in spec:
+            raise fields.doc.error(where, f"rootfs entry needs {key!r}")
+    src = fields.text(where + ("src",), "src")
+    dst = fields.text(where + ("dst",), "dst")
+    if not src or src.startswith("/") or ".." in src.split("/"):
+        raise fields.doc.error(where + ("src",), f"src {src!r} must be a relative path inside {build_file.parent.name or '.'}/ (no '..')")
+    folder = os.path.realpath(build_file.parent)
+    resolved = os.path.realpath(os.path.join(folder, src))
+    if resolved != folder and not resolved.startswith(folder + os.sep):
+        raise fields.doc.error(where + ("src",), f"src {src!r} leaves the build file's folder through a symlink")
+    if not os.path.lexists(os.path.join(folder, src)):
+        raise fields.doc.error(where + ("src",), f"src {src!r} does not exist")
+    if not dst.startswith("/") or ".." in dst.split("/"):
+        raise fields.doc.error(where + ("dst",), f"dst {dst!r} must be an absolute path in the image (no '..')")
+    mode = None
+    if spec.get("mode") is not None:
+        text = fields.text(where + ("mode",), "mode")
+        if not MODE.match(text):
+            raise fields.doc.error(where + ("mode",), f"mode {text!r} must be octal, like \"0644\"")
+        mode = int(text, 8)
+    return RootfsEntry(src=src, dst=dst, mode=mode, line=fields.doc.line(where))
+
+
+def _absolute(fields: Fields, where, what: str) -> str:
+    text = fields.text(where, what)
+    if not text.startswith("/") or posixpath.normpath(text) != text.rstrip("/") and text != "/":
+        raise fields.doc.error(where, f"{what} {text!r} must be a normalized absolute path")
+    return text
+
+
+def _app(fields: Fields, where) -> App:
+    spec = fields.mapping(where, APP_KEYS, "app")
+    exec_ = fields.texts(where + ("exec",), "exec")
+    if exec_ and not exec_[0].startswith("/"):
+        raise fields.doc.error(where + ("exec", 0), f"exec {exec_[0]!r} must be an absolute path")
+    ports = tuple(_port(fields, where + ("ports", i)) for i in fields.items(where + ("ports",), "ports"))
+    mount_points = tuple(
+        MountPoint(
+            name=fields.name(mp + ("name",), check_ac_name, "mount point name"),
+            path=_absolute(fields, mp + ("path",), "mount point path"),
+            read_only=fields.flag(mp + ("readOnly",), "readOnly") if "readOnly" in fields.mapping(mp, MOUNT_POINT_KEYS, "a mount point") else False,
+        )
+        for mp in (where + ("mountPoints", i) for i in fields.items(where + ("mountPoints",), "mountPoints"))
+    )
+    return App(
+        exec=exec_,
+        user=fields.text(where + ("user",), "user") if "user" in spec else "0",
+        group=fields.text(where + ("group",), "group") if "group" in spec else "0",
+        working_directory=_absolute(fields, where + ("workingDirectory",), "workingDirectory") if "workingDirectory" in spec else None,
+        environment=environment(fields, where + ("environment",)),
+        ports=ports,
+        mount_points=mount_points,
+    )
+
+
+def _port(fields: Fields, where) -> Port:
+    spec = fields.mapping(where, PORT_KEYS, "a port")
+    for key in ("name", "protocol", "port"):
+        if key not in spec:
+            raise fields.doc.error(where, f"port needs {key!r}")
+    return Port(
+        name=fields.name(where + ("name",), check_ac_name, "port name"),
+        protocol=fields.text(where + ("protocol",), "protocol"),
+        port=fields.integer(where + ("port",), "port", 1, 65535),
+        count=fields.integer(where + ("count",), "count", 1, 65535) if "count" in spec else 1,
+        socket_activated=fields.flag(where + ("socketActivated",), "socketActivated") if "socketActivated" in spec else False,
+    )
+
+
+def environment(fields: Fields, where) -> tuple[tuple[str, str], ...]:
+    """An environment map, in file order; names are shell-style identifiers."""
+    pairs = []
+    for name in fields.mapping(where, ANY_KEY, "environment"):
+        if not ENV_NAME.match(name):
+            raise fields.doc.error(where + (name,), f"environment name {name!r} is not valid")
+        pairs.append((name, fields.text(where + (name,), f"environment {name}")))
+    return tuple(pairs)
+
+
+def _pod_rule(fields: Fields, path: Path, label_path: str, name: str) -> PodRule:
+    where = ("pods", name)
+    _check_key_name(fields, where, name, "pod")
+    fields.mapping(where, POD_KEYS, f"pod {name!r}")
+    images = []
+    for i in fields.items(where + ("images",), "images"):
+        text = fields.text(where + ("images", i), "image")
+        try:
+            images.append(Label.parse(text, default_path=label_path))
+        except ValueError as err:
+            raise fields.doc.error(where + ("images", i), str(err)) from None
+    volumes = tuple(_volume_mount(fields, label_path, where + ("volumes", i)) for i in fields.items(where + ("volumes",), "volumes"))
+    files = fields.texts(where + ("files",), "files")
+    for i, f in enumerate(files):
+        if not f or f.startswith("/") or ".." in f.split("/") or f.endswith("/"):
+            raise fields.doc.error(where + ("files", i), f"file {f!r} must be a relative path to a file (no '..')")
+    _check_pod_names(fields, where, images, volumes, files)
+    return PodRule(
+        label=Label(label_path, name),
+        build_file=path,
+        line=fields.doc.line(where),
+        images=tuple(images),
+        volumes=volumes,
+        files=files,
+        args=fields.texts(where + ("args",), "args"),
+        environment=environment(fields, where + ("environment",)),
+        shown=fields.doc.path,
+    )
+
+
+def _volume_mount(fields: Fields, label_path: str, where) -> VolumeMount:
+    spec = fields.mapping(where, VOLUME_KEYS, "a volume")
+    for key in ("name", "label", "path"):
+        if key not in spec:
+            raise fields.doc.error(where, f"volume needs {key!r}")
+    try:
+        label = Label.parse(fields.text(where + ("label",), "label"), default_path=label_path)
+    except ValueError as err:
+        raise fields.doc.error(where + ("label",), str(err)) from None
+    return VolumeMount(
+        name=fields.name(where + ("name",), check_ac_name, "volume name"),
+        label=label,
+        path=_absolute(fields, where + ("path",), "volume path"),
+        read_only=fields.flag(where + ("read_only",), "read_only") if "read_only" in spec else True,
+    )
+
+
+def _check_pod_names(fields: Fields, where, images, volumes, files) -> None:
+    """Images, volumes and files share the pod directory: names must not clash."""
+    seen: dict[str, str] = {"pod.json": "pod.json"}
+    entries = [(("images", i), img.name, f"image {img}") for i, img in enumerate(images)]
+    entries += [(("volumes", i), v.name, f"volume {v.name!r}") for i, v in enumerate(volumes)]
+    entries += [(("files", i), posixpath.basename(f), f"file {f!r}") for i, f in enumerate(files)]
+    for sub, name, what in entries:
+        if name in seen:
+            raise fields.doc.error(where + sub, f"{what} clashes with {seen[name]} (same name {name!r} in the pod)")
+        seen[name] = what
+
+
+def load_all(root: "ReleaseRoot") -> list[BuildFile]:
+    """Every build file under `shipyard/`, reporting the first mistake of each."""
+    build_files, errors = [], []
+    for path, label_path in root.build_files():
+        try:
+            build_files.append(load_build_file(path, root.shown(path), label_path))
+        except UserError as err:
+            errors.append(err)
+    if errors:
+        raise UserErrors(errors)
+    return build_files
