@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))  # the synthetic root generator is shared with the benchmarks
 EXAMPLE_SOURCES = ("shipyard", "channels", "volumes")
 
 

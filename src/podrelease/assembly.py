@@ -148,7 +148,6 @@ def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
     final = root.pod_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
     if final.is_dir():
         return
-    atomic.sweep(final.parent)
     ids = {b.name: image_id(root, b) for b in pod.images}
     with atomic.building_dir(final) as tmp:
         for build in pod.images:
@@ -191,14 +190,14 @@ def _copy_file(root: ReleaseRoot, pod: PodAssembly, relative: str, tmp: Path) ->
 
 def released_versions(root: ReleaseRoot, channel: str, pod: Label) -> list[str]:
     """Versions with a pod directory on disk, whatever the instructions say now."""
-    home = root.pod_home(channel, pod)
+    home = str(root.pod_home(channel, pod))
     try:
         names = os.listdir(home)
     except FileNotFoundError:
         return []
     versions = []
     for name in names:
-        if name.startswith(".") or name == "tip" or not (home / name / POD_JSON).is_file():
+        if name.startswith(".") or name == "tip" or not os.path.isfile(os.path.join(home, name, POD_JSON)):
             continue
         try:
             versions.append(check_version(name))

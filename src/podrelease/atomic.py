@@ -27,6 +27,7 @@ def building_dir(final: Path) -> Iterator[Path]:
     artifacts are immutable, the first one stays.
     """
     make_dirs(final.parent)
+    sweep(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(final.name), dir=final.parent))
     try:
         os.chmod(tmp, ARTIFACT_DIR_MODE)
@@ -60,6 +61,7 @@ def make_dirs(path: Path) -> None:
 
 def replace_symlink(link: Path, target: str) -> None:
     """Point `link` at `target` atomically: a new link renamed over the old."""
+    sweep(link.parent)
     tmp = link.parent / f"{_tmp_prefix(link.name)}{os.urandom(4).hex()}"
     os.symlink(target, tmp)
     try:

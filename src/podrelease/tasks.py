@@ -9,12 +9,14 @@ artifacts on disk alone, never from doit's state file.
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
-from . import assembly, imaging, instructions, rules
+from . import assembly, imaging, instructions, locking, rules
 from .errors import UserError
 from .layout import POD_JSON, ReleaseRoot
-from .planning import ImageBuild, Plan, PodAssembly, Release, TipUpdate, VolumeCheck, make_plan
+from .planning import ImageBuild, Plan, PodAssembly, TipUpdate, VolumeCheck, make_plan
 from .reporting import ReleaseFailed, ReleaseReporter, exit_with
 
 __all__ = ["DOIT_CONFIG", "task_image", "task_volume", "task_pod", "task_tip", "task_release"]
@@ -33,7 +35,7 @@ except UserError as error:
 
 DOIT_CONFIG = {
     "default_tasks": ["release"],
-    "backend": "sqlite3",  # safe when two doit processes share the state file
+    "backend": "podrelease",  # sqlite3, one query to load, safe for concurrent runs
     "dep_file": str(ROOT.path / ".doit.db"),
     "reporter": ReleaseReporter,
     # plain `doit list` shows every release with its status (R pending, U released)
@@ -62,12 +64,13 @@ def guarded(work, *args):
 
 
 def image_built(build: ImageBuild) -> bool:
-    return (ROOT.image_dir(build.rule.label, build.version) / "sha512").is_file()
+    return os.path.isfile(ROOT.image_dir(build.rule.label, build.version) / "sha512")
 
 
 def build_image(build: ImageBuild) -> None:
-    if not image_built(build):
-        imaging.build_image(build.rule, build.version, ROOT.image_dir(build.rule.label, build.version))
+    with locking.holding(ROOT.path, f"image:{build.name}"):
+        if not image_built(build):
+            imaging.build_image(build.rule, build.version, ROOT.image_dir(build.rule.label, build.version))
 
 
 def task_image():
@@ -105,14 +108,14 @@ def task_volume():
 # ---------------------------------------------------------------- pods
 
 
-def pod_dir(pod: PodAssembly) -> Path:
-    return ROOT.pod_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
+def pod_json_path(pod: PodAssembly) -> Path:
+    return ROOT.pod_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version) / POD_JSON
 
 
 def task_pod():
     """Assemble one pod directory: pod.json, links to images and volumes, files."""
     for pod in PLAN.pods.values():
-        assembled = (pod_dir(pod) / POD_JSON).is_file()
+        assembled = os.path.isfile(pod_json_path(pod))
         # an assembled pod is immutable: it needs nothing, even if a volume went away
         needs = [] if assembled else (
             [f"volume:{v.mount.label.join(v.version)}" for v in pod.volumes]
@@ -120,7 +123,7 @@ def task_pod():
         )
         yield {
             "name": pod.name,
-            "actions": [guarded(assembly.assemble_pod, ROOT, pod)],
+            "actions": [guarded(assemble_pod, pod, PLAN.releases[pod.name].tip)],
             "uptodate": [assembled],
             "task_dep": needs,
         }
@@ -129,18 +132,63 @@ def task_pod():
 # ---------------------------------------------------------------- tips and releases
 
 
+class TipTargets:
+    """Each tip's highest released version, computed once per pod and process.
+
+    Listing a pod's versions for each of its releases would cost versions
+    squared; the answer only changes when this process assembles a pod or
+    moves a tip, which forget it. (Another process's release moves its own tip.)
+    """
+
+    def __init__(self):
+        self.known: dict[str, str | None] = {}
+        self.links: dict[str, str] = {}
+
+    def target(self, tip: TipUpdate) -> str | None:
+        if tip.name not in self.known:
+            self.known[tip.name] = assembly.tip_target(ROOT, tip)
+        return self.known[tip.name]
+
+    def is_current(self, tip: TipUpdate) -> bool:
+        if tip.name not in self.links:
+            self.links[tip.name] = str(ROOT.tip(tip.channel, tip.pod))
+        try:
+            current = os.readlink(self.links[tip.name])
+        except OSError:
+            current = None
+        return current == self.target(tip)
+
+    def forget(self, tip: TipUpdate) -> None:
+        self.known.pop(tip.name, None)
+
+
+TIPS = TipTargets()
+
+
+def move_tip(tip: TipUpdate) -> None:
+    TIPS.forget(tip)
+    with locking.holding(ROOT.path, f"tip:{tip.name}"):
+        assembly.update_tip(ROOT, tip)
+
+
+def assemble_pod(pod: PodAssembly, tip: TipUpdate) -> None:
+    TIPS.forget(tip)
+    with locking.holding(ROOT.path, f"pod:{pod.name}"):
+        assembly.assemble_pod(ROOT, pod)
+
+
 def task_tip():
     """Point a pod's tip at its highest released version in a channel."""
     for tip in PLAN.tips.values():
         yield {
             "name": tip.name,
-            "actions": [guarded(assembly.update_tip, ROOT, tip)],
-            "uptodate": [lambda tip=tip: assembly.tip_is_current(ROOT, tip)],
+            "actions": [guarded(move_tip, tip)],
+            "uptodate": [lambda tip=tip: TIPS.is_current(tip)],
         }
 
 
-def released(release: Release) -> bool:
-    return (pod_dir(release.pod) / POD_JSON).is_file() and assembly.tip_is_current(ROOT, release.tip)
+def released(pod_json: str, tip: TipUpdate) -> bool:
+    return os.path.isfile(pod_json) and TIPS.is_current(tip)
 
 
 def task_release():
@@ -151,7 +199,7 @@ def task_release():
             "doc": release.pod.instruction.shown,
             # each release moves tip itself: several versions of one pod
             # released in one run must each see the others on disk
-            "actions": [guarded(assembly.update_tip, ROOT, release.tip)],
-            "uptodate": [lambda release=release: released(release)],
+            "actions": [guarded(move_tip, release.tip)],
+            "uptodate": [functools.partial(released, str(pod_json_path(release.pod)), release.tip)],
             "task_dep": [f"pod:{release.name}"],
         }

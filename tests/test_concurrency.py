@@ -1,0 +1,101 @@
+"""Several doit processes releasing overlapping instructions in one root."""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import snapshot
+
+IMAGES = ("api", "worker", "cron", "proxy")
+PODS = {"backend": ("api", "worker", "cron"), "edge": ("proxy", "api"), "jobs": ("worker", "cron")}
+
+
+def build_logging_root(root: Path) -> Path:
+    """Images whose command logs each build to $BUILD_LOG, so double builds are seen."""
+    folder = root / "shipyard" / "svc"
+    folder.mkdir(parents=True)
+    lines = ["images:"]
+    for image in IMAGES:
+        lines += [
+            f"  {image}:",
+            f"    command: [sh, -c, 'echo {image} >> $BUILD_LOG; mkdir -p $ROOTFS/bin && head -c 300000 /dev/zero > $ROOTFS/bin/{image}']",
+            f"    app: {{exec: [/bin/{image}]}}",
+        ]
+    lines.append("pods:")
+    for pod, images in PODS.items():
+        lines += [f"  {pod}:", f"    images: [{', '.join(images)}]"]
+    (folder / "build.yaml").write_text("\n".join(lines) + "\n")
+    for channel in ("staging", "prod"):
+        for pod in PODS:
+            home = root / "channels" / channel / "svc" / pod
+            home.mkdir(parents=True)
+            for version in ("1.0.0", "1.1.0", "2.0.0"):
+                (home / f"{version}.yaml").write_text(f"images: {{{', '.join(f'//svc:{i}: 1.0.0' for i in PODS[pod])}}}\n")
+    (root / "dodo.py").write_text("from podrelease.tasks import *  # noqa: F401,F403\n")
+    return root
+
+
+def start(root: Path, log: Path, *targets: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "doit", *targets], cwd=root, env={**os.environ, "BUILD_LOG": str(log)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def released_tree(root: Path) -> dict:
+    return {k: v for k, v in snapshot(root).items() if not k.startswith((".doit.db", ".podrelease"))}
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_concurrent_runs_all_succeed_and_build_each_image_once(tmp_path, processes):
+    log = tmp_path / "builds.log"
+    root = build_logging_root(tmp_path / "root")
+    targets = [
+        (),
+        ("release:prod/svc/backend/2.0.0", "release:staging/svc/edge/1.1.0"),
+        ("release:staging/svc/backend/1.0.0", "release:prod/svc/jobs/1.0.0"),
+        ("-n", "2", "-P", "thread"),
+    ][:processes]
+    runs = [start(root, log, *t) for t in targets]
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, out + err
+    assert collections.Counter(log.read_text().split()) == {image: 1 for image in IMAGES}
+
+
+def test_concurrent_runs_leave_the_tree_a_single_run_leaves(tmp_path):
+    log = tmp_path / "builds.log"
+    single = build_logging_root(tmp_path / "single")
+    assert start(single, log).wait(timeout=300) == 0
+    shared = build_logging_root(tmp_path / "shared")
+    runs = [start(shared, log), start(shared, log, "-n", "2", "-P", "thread"), start(shared, log)]
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, out + err
+    assert released_tree(shared) == released_tree(single)
+
+
+def test_a_lock_held_by_a_killed_process_does_not_block(tmp_path):
+    root = build_logging_root(tmp_path / "root")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time; from pathlib import Path; from podrelease import locking\n"
+            "with locking.holding(Path(sys.argv[1]), 'image:svc/api/1.0.0'):\n"
+            "    print('held', flush=True); time.sleep(600)\n"
+        ), str(root)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait()
+    run = start(root, tmp_path / "builds.log")
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, out + err
+    assert (root / "images/svc/api/1.0.0/image.aci").is_file()
+    assert not os.listdir(root / "images/svc/api")[0].startswith(".tmp")
