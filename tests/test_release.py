@@ -262,3 +262,56 @@ def test_failing_command_shows_its_output_and_leaves_no_image(example):
     assert "broken" in result.stderr
     assert "status 3" in result.stderr.strip().splitlines()[-1]
     assert not (example / "images/web/logship").exists() or not any((example / "images/web/logship").iterdir())
+
+
+# ---------------------------------------------------------------- channel defaults and yanking
+
+
+def test_channel_defaults_apply_to_every_pod_of_the_channel(example):
+    (example / "channels/prod/channel.yaml").write_text("parameters: {args: [--quiet], environment: {REGION: eu, LOG_LEVEL: warn}}\n")
+    (example / "channels/prod/web/frontend/1.1.0.yaml").write_text("volumes: {//web:static: 1.0.0}\nparameters: {environment: {LOG_LEVEL: error}}\n")
+    doit(example, "release:prod/web/frontend/1.1.0", check=True)
+    apps = {a["name"]: a["app"] for a in pod_json(example, "prod/web/frontend/1.1.0")["manifest"]["apps"]}
+    assert apps["frontend"]["exec"][-1] == "--quiet"
+    environment = {e["name"]: e["value"] for e in apps["frontend"]["environment"]}
+    assert environment["REGION"] == "eu" and environment["LOG_LEVEL"] == "error"
+
+
+def test_changing_channel_defaults_leaves_released_pods_alone(example):
+    doit(example, "release:prod/web/frontend/1.1.0", check=True)
+    before = (example / "channels/prod/web/frontend/1.1.0/pod.json").read_bytes()
+    (example / "channels/prod/channel.yaml").write_text("parameters: {args: [--quiet]}\n")
+    assert executed(doit(example, "release:prod/web/frontend/1.1.0", check=True)) == []
+    assert (example / "channels/prod/web/frontend/1.1.0/pod.json").read_bytes() == before
+
+
+def test_unknown_key_in_channel_file_is_one_line(example):
+    (example / "channels/prod/channel.yaml").write_text("parameters: {}\nverbose: true\n")
+    assert one_line_error(doit(example)).startswith("channels/prod/channel.yaml:2: unknown key 'verbose'")
+
+
+def test_yanked_tip_moves_back_to_the_highest_other_version(example):
+    doit(example, check=True)
+    assert os.readlink(example / "channels/prod/infra/db/pg/tip") == "1.10.0"
+    (example / "channels/prod/infra/db/pg/1.10.0.yaml").write_text("volumes: {//infra/db:pgdata: 1.0.0}\nyanked: true\nreason: corrupts indexes\n")
+    doit(example, check=True)
+    assert os.readlink(example / "channels/prod/infra/db/pg/tip") == "1.9.0"
+    assert (example / "channels/prod/infra/db/pg/1.10.0/pod.json").is_file()
+
+
+def test_doit_list_shows_a_yanked_version_as_such(example):
+    (example / "channels/prod/infra/db/pg/1.10.0.yaml").write_text("yanked: true\nreason: corrupts indexes\n")
+    lines = doit(example, "list", check=True).stdout.splitlines()
+    assert any("release:prod/infra/db/pg/1.10.0" in line and "yanked: corrupts indexes" in line for line in lines)
+
+
+def test_a_yanked_instruction_that_was_never_released_builds_nothing(example):
+    (example / "channels/prod/infra/db/pg/1.10.0.yaml").write_text("yanked: true\n")
+    doit(example, "release:prod/infra/db/pg/1.10.0", check=True)
+    assert not (example / "channels/prod/infra/db/pg/1.10.0").exists()
+    assert not (example / "images/infra/db/pg/1.10.0").exists()
+
+
+def test_reason_without_yanked_is_an_error(example):
+    (example / "channels/prod/infra/db/pg/1.10.0.yaml").write_text("reason: because\n")
+    assert one_line_error(doit(example)).startswith("channels/prod/infra/db/pg/1.10.0.yaml:1: reason is only for a yanked instruction")

@@ -69,10 +69,10 @@ def sha512_file(path: Path) -> str:
 def merged_app(image_app: App, pod: PodAssembly) -> dict:
     """Image app, then pod rule, then channel parameters: later wins."""
     app = image_app.to_appc()
-    app["exec"] = list(image_app.exec) + list(pod.rule.args) + list(pod.instruction.args)
+    app["exec"] = list(image_app.exec) + list(pod.rule.args) + list(pod.parameters.args)
     environment = dict(image_app.environment)
     environment.update(pod.rule.environment)
-    environment.update(pod.instruction.environment)
+    environment.update(pod.parameters.environment)
     if environment:
         app["environment"] = [{"name": k, "value": v} for k, v in environment.items()]
     if not app["exec"]:
@@ -206,22 +206,14 @@ def released_versions(root: ReleaseRoot, channel: str, pod: Label) -> list[str]:
     return versions
 
 
-def tip_target(root: ReleaseRoot, tip: TipUpdate, excluded: frozenset[str] = frozenset()) -> str | None:
-    """The highest released version not excluded (yanked)."""
-    candidates = [v for v in released_versions(root, tip.channel, tip.pod) if v not in excluded]
+def tip_target(root: ReleaseRoot, tip: TipUpdate) -> str | None:
+    """The highest released version that is not yanked."""
+    candidates = [v for v in released_versions(root, tip.channel, tip.pod) if v not in tip.yanked]
     return max(candidates, key=version_key) if candidates else None
 
 
-def tip_is_current(root: ReleaseRoot, tip: TipUpdate, excluded: frozenset[str] = frozenset()) -> bool:
-    try:
-        current = os.readlink(root.tip(tip.channel, tip.pod))
-    except OSError:
-        current = None
-    return current == tip_target(root, tip, excluded)
-
-
-def update_tip(root: ReleaseRoot, tip: TipUpdate, excluded: frozenset[str] = frozenset()) -> None:
-    target = tip_target(root, tip, excluded)
+def update_tip(root: ReleaseRoot, tip: TipUpdate) -> None:
+    target = tip_target(root, tip)
     link = root.tip(tip.channel, tip.pod)
     if target is None:
         if link.is_symlink():

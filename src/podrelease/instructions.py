@@ -15,8 +15,23 @@ from .layout import InstructionPath
 from .names import Label, check_version
 from .rules import environment
 
-INSTRUCTION_KEYS = frozenset({"rule", "revision", "images", "volumes", "parameters"})
+INSTRUCTION_KEYS = frozenset({"rule", "revision", "images", "volumes", "parameters", "yanked", "reason"})
 PARAMETER_KEYS = frozenset({"args", "environment"})
+CHANNEL_KEYS = frozenset({"parameters"})
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """A channel's customization: args appended to every app, environment added."""
+
+    args: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+
+    def over(self, base: "Parameters") -> "Parameters":
+        """These parameters merged over `base`: args appended, environment overriding."""
+        environment = dict(base.environment)
+        environment.update(self.environment)
+        return Parameters(base.args + self.args, tuple(environment.items()))
 
 
 @dataclass(frozen=True)
@@ -40,8 +55,9 @@ class Instruction:
     revision: str | None = None
     images: tuple[Pin, ...] = ()
     volumes: tuple[Pin, ...] = ()
-    args: tuple[str, ...] = ()
-    environment: tuple[tuple[str, str], ...] = ()
+    parameters: Parameters = Parameters()
+    yanked: bool = False
+    reason: str | None = None  # why it was yanked
 
     def pinned(self, pins: tuple[Pin, ...], label: Label) -> Pin | None:
         return next((p for p in pins if p.label == label), None)
@@ -54,7 +70,9 @@ def load_instruction(where: InstructionPath) -> Instruction:
     rule = where.pod
     if top.get("rule") is not None:
         rule = _label(fields, ("rule",), where.pod.path)
-    params = fields.mapping(("parameters",), PARAMETER_KEYS, "parameters")
+    yanked = fields.flag(("yanked",), "yanked") if top.get("yanked") is not None else False
+    if "reason" in top and not yanked:
+        raise doc.error(("reason",), "reason is only for a yanked instruction (yanked: true)")
     return Instruction(
         path=where.path,
         shown=where.shown,
@@ -66,9 +84,25 @@ def load_instruction(where: InstructionPath) -> Instruction:
         revision=fields.optional_text(("revision",), "revision"),
         images=_pins(fields, "images"),
         volumes=_pins(fields, "volumes"),
-        args=fields.texts(("parameters", "args"), "args") if "args" in params else (),
+        parameters=_parameters(fields),
+        yanked=yanked,
+        reason=fields.optional_text(("reason",), "reason"),
+    )
+
+
+def _parameters(fields: Fields) -> Parameters:
+    fields.mapping(("parameters",), PARAMETER_KEYS, "parameters")
+    return Parameters(
+        args=fields.texts(("parameters", "args"), "args"),
         environment=environment(fields, ("parameters", "environment")),
     )
+
+
+def load_channel_defaults(path: Path, shown: str) -> Parameters:
+    """`channels/<channel>/channel.yaml`: parameters for every pod of the channel."""
+    fields = Fields(load(path, shown))
+    fields.mapping((), CHANNEL_KEYS, "a channel file")
+    return _parameters(fields)
 
 
 def _label(fields: Fields, where, default_path: str) -> Label:

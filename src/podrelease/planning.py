@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import UserError, UserErrors
-from .instructions import Instruction, Pin
+from .instructions import Instruction, Parameters, Pin
 from .names import Label, version_key
 from .rules import BuildFile, ImageRule, PodRule, VolumeMount
 
@@ -48,6 +48,7 @@ class PodAssembly:
     rule: PodRule
     images: tuple[ImageBuild, ...]
     volumes: tuple[PodVolume, ...]
+    parameters: Parameters  # the channel's defaults, then the instruction's
 
     @property
     def name(self) -> str:
@@ -58,6 +59,7 @@ class PodAssembly:
 class TipUpdate:
     channel: str
     pod: Label
+    yanked: frozenset[str] = frozenset()  # versions out of the running for tip
 
     @property
     def name(self) -> str:
@@ -83,21 +85,48 @@ class Plan:
     releases: dict[str, Release]
 
 
-def make_plan(build_files: list[BuildFile], instructions: list[Instruction]) -> Plan:
+def make_plan(
+    build_files: list[BuildFile],
+    instructions: list[Instruction],
+    channel_defaults: dict[str, Parameters] | None = None,
+) -> Plan:
     """Resolve every instruction against the rules; report every bad one."""
     images = {r.label: r for b in build_files for r in b.images.values()}
     pods = {r.label: r for b in build_files for r in b.pods.values()}
-    plan = Plan({}, {}, {}, {}, {})
+    plan = Plan({}, {}, {}, _tips(instructions), {})
     errors: list[UserError] = []
     _check_unique_versions(instructions, errors)
     for instruction in instructions:
+        defaults = (channel_defaults or {}).get(instruction.channel, Parameters())
         try:
-            _add_release(plan, instruction, images, pods)
+            _add_release(plan, instruction, images, pods, instruction.parameters.over(defaults))
         except UserError as err:
             errors.append(err)
     if errors:
-        raise UserErrors(errors)
+        raise UserErrors(_distinct(errors))
     return plan
+
+
+def _distinct(errors: list[UserError]) -> list[UserError]:
+    """One line per mistake: a broken pod rule fails every instruction that uses it."""
+    seen: set[str] = set()
+    kept = []
+    for error in errors:
+        if str(error) not in seen:
+            seen.add(str(error))
+            kept.append(error)
+    return kept
+
+
+def _tips(instructions: list[Instruction]) -> dict[str, TipUpdate]:
+    """One tip per channel and pod, knowing which of its versions are yanked."""
+    yanked: dict[tuple[str, Label], set[str]] = {}
+    for instruction in instructions:
+        versions = yanked.setdefault((instruction.channel, instruction.pod), set())
+        if instruction.yanked:
+            versions.add(instruction.version)
+    tips = (TipUpdate(channel, pod, frozenset(versions)) for (channel, pod), versions in yanked.items())
+    return {tip.name: tip for tip in tips}
 
 
 def _need_volume(plan: Plan, label: Label, version: str, needer: str) -> None:
@@ -118,7 +147,7 @@ def _check_unique_versions(instructions: list[Instruction], errors: list[UserErr
             seen[key] = instruction
 
 
-def _add_release(plan: Plan, instruction: Instruction, images: dict, pods: dict) -> None:
+def _add_release(plan: Plan, instruction: Instruction, images: dict, pods: dict, parameters: Parameters) -> None:
     rule = pods.get(instruction.rule)
     if rule is None:
         folder = f"{instruction.rule.path}/" if instruction.rule.path else ""
@@ -129,7 +158,7 @@ def _add_release(plan: Plan, instruction: Instruction, images: dict, pods: dict)
     for label in rule.images:
         image_rule = images.get(label)
         if image_rule is None:
-            raise UserError(rule.shown, rule.line, f"pod {rule.label} uses image {label}, which no build file defines")
+            raise UserError(rule.shown, rule.image_line(label), f"pod {rule.label} uses image {label}, which no build file defines")
         version = _version(instruction, instruction.images, label)
         build = plan.images.setdefault(label.join(version), ImageBuild(image_rule, version))
         pod_images.append(build)
@@ -139,8 +168,8 @@ def _add_release(plan: Plan, instruction: Instruction, images: dict, pods: dict)
         pin = instruction.pinned(instruction.volumes, mount.label)
         _need_volume(plan, mount.label, version, f"{instruction.shown}:{pin.line}" if pin else instruction.shown)
         pod_volumes.append(PodVolume(mount, version))
-    pod = PodAssembly(instruction, rule, tuple(pod_images), tuple(pod_volumes))
-    tip = plan.tips.setdefault(f"{instruction.channel}/{instruction.pod.join()}", TipUpdate(instruction.channel, instruction.pod))
+    pod = PodAssembly(instruction, rule, tuple(pod_images), tuple(pod_volumes), parameters)
+    tip = plan.tips[f"{instruction.channel}/{instruction.pod.join()}"]
     plan.pods[pod.name] = pod
     plan.releases[pod.name] = Release(pod, tip)
 

@@ -24,7 +24,18 @@ __all__ = ["DOIT_CONFIG", "task_image", "task_volume", "task_pod", "task_tip", "
 
 def load_plan(root: ReleaseRoot) -> Plan:
     build_files = rules.load_all(root)
-    return make_plan(build_files, instructions.load_all(root.instruction_paths()))
+    loaded = instructions.load_all(root.instruction_paths())
+    return make_plan(build_files, loaded, channel_defaults(root, {i.channel for i in loaded}))
+
+
+def channel_defaults(root: ReleaseRoot, channels: set[str]) -> dict:
+    """Each channel's `channel.yaml` parameters, where the channel has one."""
+    defaults = {}
+    for channel in sorted(channels):
+        path = root.channel_file(channel)
+        if path.is_file():
+            defaults[channel] = instructions.load_channel_defaults(path, root.shown(path))
+    return defaults
 
 
 ROOT = ReleaseRoot.from_environment(Path.cwd())
@@ -187,19 +198,24 @@ def task_tip():
         }
 
 
-def released(pod_json: str, tip: TipUpdate) -> bool:
-    return os.path.isfile(pod_json) and TIPS.is_current(tip)
+def released(pod_json: str, tip: TipUpdate, yanked: bool) -> bool:
+    return (yanked or os.path.isfile(pod_json)) and TIPS.is_current(tip)
 
 
 def task_release():
     """Release one instruction: its volumes, images and pod, then its tip."""
     for release in PLAN.releases.values():
+        pod_json = str(pod_json_path(release.pod))
+        instruction = release.pod.instruction
+        # a yanked version only leaves the running for tip: nothing is built for it
+        assembled = instruction.yanked or os.path.isfile(pod_json)
         yield {
             "name": release.name,
-            "doc": release.pod.instruction.shown,
+            "doc": f"yanked: {instruction.reason or 'no reason given'}" if instruction.yanked else instruction.shown,
             # each release moves tip itself: several versions of one pod
             # released in one run must each see the others on disk
             "actions": [guarded(move_tip, release.tip)],
-            "uptodate": [functools.partial(released, str(pod_json_path(release.pod)), release.tip)],
-            "task_dep": [f"pod:{release.name}"],
+            "uptodate": [functools.partial(released, pod_json, release.tip, instruction.yanked)],
+            # an assembled pod is immutable: only its tip may still need moving
+            "task_dep": [] if assembled else [f"pod:{release.name}"],
         }
