@@ -315,3 +315,14 @@ def test_a_yanked_instruction_that_was_never_released_builds_nothing(example):
 def test_reason_without_yanked_is_an_error(example):
     (example / "channels/prod/infra/db/pg/1.10.0.yaml").write_text("reason: because\n")
     assert one_line_error(doit(example)).startswith("channels/prod/infra/db/pg/1.10.0.yaml:1: reason is only for a yanked instruction")
+
+
+def test_bundle_task_releases_the_pod_then_writes_a_bundle_without_links(example):
+    doit(example, "bundle:prod/infra/db/pg/1.10.0", check=True)
+    bundle = example / "bundles/prod/infra/db/pg/1.10.0"
+    document = json.loads((bundle / "pod.json").read_text())
+    expected = {"pod.json", "pg/image.aci", "pg/sha512", *(f["path"] for v in document["volumes"] for f in v["files"])}
+    found = {str(p.relative_to(bundle)) for p in bundle.rglob("*") if not p.is_dir()}
+    assert found == expected
+    assert not any(p.is_symlink() for p in bundle.rglob("*"))
+    assert os.readlink(example / "channels/prod/infra/db/pg/tip") == "1.10.0"

@@ -203,8 +203,11 @@ class ParallelGzipWriter:
     worker thread (zlib releases the GIL) with the previous 32 KiB as its
     dictionary, sync-flushed so blocks concatenate into one deflate stream,
     and the last one finished. Because block boundaries never depend on the
-    number of workers, the output bytes don't either. At most `2 * workers`
-    blocks are in flight, which bounds memory whatever the input size.
+    number of workers, the output bytes don't either.
+
+    Memory is bounded whatever the input size: at most `2 * workers` blocks
+    are in flight, and their buffers are recycled rather than reallocated
+    (fresh 1 MiB allocations fragment the heap and inflate the RSS).
 
     `close()` finishes the stream (trailer) but leaves `out` open; leaving a
     `with` block by an exception abandons the stream without a trailer.
@@ -222,12 +225,13 @@ class ParallelGzipWriter:
             raise ValueError(f"block_size must be at least {WINDOW_SIZE} to hold a full dictionary")
         self._out = out
         self._level = level
-        self._block_size = block_size
         workers = workers or default_workers()
         self._max_in_flight = 2 * workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="gzip")
-        self._in_flight: deque[Future[bytes]] = deque()
-        self._buffer = bytearray()
+        self._in_flight: deque[tuple[Future[list[bytes]], bytearray]] = deque()
+        self._spare: list[bytearray] = []
+        self._block = bytearray(block_size)
+        self._filled = 0
         self._dictionary = b""
         self._crc = 0
         self._size = 0
@@ -235,17 +239,21 @@ class ParallelGzipWriter:
         out.write(GZIP_HEADER)
 
     def write(self, data: bytes | memoryview) -> int:
-        """Buffer `data`; hand out full blocks, keeping the last one back.
+        """Copy `data` into the current block, handing out full blocks.
 
         A full block is only submitted once more data follows it, because the
         final block must be compressed differently (Z_FINISH).
         """
-        self._buffer += data
-        while len(self._buffer) > self._block_size:
-            block = bytes(self._buffer[: self._block_size])
-            del self._buffer[: self._block_size]
-            self._submit(block, last=False)
-        return len(data)
+        view = memoryview(data).cast("B")
+        written = len(view)
+        while view:
+            if self._filled == len(self._block):
+                self._submit(last=False)
+            count = min(len(view), len(self._block) - self._filled)
+            self._block[self._filled : self._filled + count] = view[:count]
+            self._filled += count
+            view = view[count:]
+        return written
 
     def close(self) -> None:
         """Compress what is left, write every block in order, then CRC32 and ISIZE."""
@@ -253,10 +261,9 @@ class ParallelGzipWriter:
             return
         self._closed = True
         try:
-            self._submit(bytes(self._buffer), last=True)
-            self._buffer = bytearray()
+            self._submit(last=True)
             while self._in_flight:
-                self._out.write(self._in_flight.popleft().result())
+                self._write_oldest()
             self._out.write(struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
         finally:
             self._pool.shutdown(cancel_futures=True)
@@ -275,21 +282,32 @@ class ParallelGzipWriter:
         else:
             self.abort()
 
-    def _submit(self, block: bytes, last: bool) -> None:
+    def _submit(self, last: bool) -> None:
+        block = memoryview(self._block)[: self._filled]
         self._crc = zlib.crc32(block, self._crc)
         self._size += len(block)
-        self._in_flight.append(self._pool.submit(_deflate_block, block, self._dictionary, self._level, last))
-        self._dictionary = block[-WINDOW_SIZE:]
+        future = self._pool.submit(_deflate_block, block, self._dictionary, self._level, last)
+        self._in_flight.append((future, self._block))
+        self._dictionary = bytes(block[-WINDOW_SIZE:])  # a copy: the block will be reused
+        self._block = self._spare.pop() if self._spare else bytearray(len(self._block))
+        self._filled = 0
         while len(self._in_flight) > self._max_in_flight:
-            self._out.write(self._in_flight.popleft().result())
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        future, block = self._in_flight.popleft()
+        for piece in future.result():
+            self._out.write(piece)
+        self._spare.append(block)
 
 
-def _deflate_block(block: bytes, dictionary: bytes, level: int, last: bool) -> bytes:
+def _deflate_block(block: memoryview, dictionary: bytes, level: int, last: bool) -> list[bytes]:
     """Raw-deflate one block so that it continues the stream the previous block began.
 
     Priming with the previous block's tail lets matches reach back across the
-    boundary, so compression is as good as a single-threaded stream's.
+    boundary, so compression is as good as a single-threaded stream's. The
+    two pieces are returned unjoined to save a copy.
     """
     options = {"zdict": dictionary} if dictionary else {}
     compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, **options)
-    return compressor.compress(block) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    return [compressor.compress(block), compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)]

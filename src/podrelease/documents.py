@@ -10,18 +10,26 @@ written rather than as the float 1.1.
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .errors import UserError
+from .names import quoted
 
 MAX_BYTES = 1 << 20
 MAX_VALUES = 50_000
 MAX_DEPTH = 64
 
 Where = tuple  # a path into the document: keys and list indexes
+
+# What YAML 1.1 lets a stream hold (its "printable" set); libyaml rejects the
+# rest with a multi-line message and a character offset instead of a line.
+_NOT_PRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 _SCALAR_TAGS = {
     "tag:yaml.org,2002:str",
@@ -62,33 +70,78 @@ class Document:
 def load(path: Path, shown_as: str) -> Document:
     """Read and parse one YAML file; every problem is a UserError."""
     data = _read_text(path, shown_as)
-    loader = yaml.CSafeLoader(data)
     try:
-        node = loader.get_single_node()
-        return _Walk(loader, shown_as).document(node)
+        _check_shape(data, shown_as)
+        loader = yaml.CSafeLoader(data)
+        try:
+            node = loader.get_single_node()
+            return _Walk(loader, shown_as).document(node)
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         problem = err.problem or err.context or "invalid YAML"
-        raise UserError(shown_as, mark.line + 1 if mark else None, f"invalid YAML: {problem}") from None
+        raise UserError(shown_as, mark.line + 1 if mark else None, f"invalid YAML: {_one_line(problem)}") from None
     except yaml.YAMLError as err:
-        raise UserError(shown_as, None, f"invalid YAML: {err}") from None
-    finally:
-        loader.dispose()
+        raise UserError(shown_as, None, f"invalid YAML: {_one_line(str(err))}") from None
+
+
+def _one_line(message: str) -> str:
+    """The first line of a parser message: a user error is one line."""
+    lines = message.strip().splitlines()
+    return lines[0] if lines else "invalid YAML"
 
 
 def _read_text(path: Path, shown_as: str) -> str:
+    """The file's text, at most MAX_BYTES of UTF-8 YAML characters.
+
+    Opened without blocking and refused unless it is a regular file: a fifo
+    or a device (perhaps behind a symlink) would otherwise hang or never end.
+    """
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
         raise UserError(shown_as, None, f"cannot read: {err.strerror}") from None
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserError(shown_as, None, "not a regular file")
+        try:
+            raw = f.read(MAX_BYTES + 1)
+        except OSError as err:
+            raise UserError(shown_as, None, f"cannot read: {err.strerror}") from None
     if len(raw) > MAX_BYTES:
         raise UserError(shown_as, None, f"file is larger than {MAX_BYTES // 1024} KiB")
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise UserError(shown_as, line, "file is not valid UTF-8") from None
+    bad = _NOT_PRINTABLE.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise UserError(shown_as, line, f"character U+{ord(bad.group()):04X} is not allowed in YAML")
+    return text
+
+
+def _check_shape(text: str, shown_as: str) -> None:
+    """Refuse deep nesting and too many nodes before PyYAML composes them.
+
+    libyaml parses with a heap stack, but PyYAML's composer recurses once per
+    level in C: a megabyte of `[` overflows the stack and kills the process.
+    Walking the events first keeps composing shallow and its memory bounded.
+    """
+    depth = nodes = 0
+    for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+        if isinstance(event, yaml.NodeEvent):
+            nodes += 1
+            if nodes > MAX_VALUES:
+                raise UserError(shown_as, event.start_mark.line + 1, f"document has more than {MAX_VALUES} values")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise UserError(shown_as, event.start_mark.line + 1, f"document is nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 class _Walk:
@@ -120,28 +173,30 @@ class _Walk:
             return self.scalar(node, where)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != "tag:yaml.org,2002:seq":
-                raise self.fail(node, f"unsupported YAML tag {node.tag}")
+                raise self.fail(node, f"unsupported YAML tag {quoted(node.tag)}")
             items = []
             for index, item in enumerate(node.value):
                 self.lines[where + (index,)] = item.start_mark.line + 1
                 items.append(self.value(item, where + (index,), depth + 1))
             return items
         if node.tag != "tag:yaml.org,2002:map":
-            raise self.fail(node, f"unsupported YAML tag {node.tag}")
+            raise self.fail(node, f"unsupported YAML tag {quoted(node.tag)}")
         mapping: dict = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
                 raise self.fail(key_node, "keys must be plain scalars (no merge keys or nested keys)")
+            if key_node.tag not in _SCALAR_TAGS:
+                raise self.fail(key_node, f"unsupported YAML tag {quoted(key_node.tag)}")
             key = key_node.value
             if key in mapping:
-                raise self.fail(key_node, f"duplicate key {key!r}")
+                raise self.fail(key_node, f"duplicate key {quoted(key)}")
             self.lines[where + (key,)] = key_node.start_mark.line + 1
             mapping[key] = self.value(value_node, where + (key,), depth + 1)
         return mapping
 
     def scalar(self, node, where: Where):
         if node.tag not in _SCALAR_TAGS:
-            raise self.fail(node, f"unsupported YAML tag {node.tag}")
+            raise self.fail(node, f"unsupported YAML tag {quoted(node.tag)}")
         self.texts[where] = node.value
         if node.tag == "tag:yaml.org,2002:str" or node.tag == "tag:yaml.org,2002:timestamp":
             return node.value
@@ -150,8 +205,15 @@ class _Walk:
         if node.tag == "tag:yaml.org,2002:bool":
             return self.loader.construct_yaml_bool(node)
         if node.tag == "tag:yaml.org,2002:int":
-            return self.loader.construct_yaml_int(node)
+            return self.integer(node)
         return self.loader.construct_yaml_float(node)
+
+    def integer(self, node):
+        """Python refuses to convert more than 4300 decimal digits (a ValueError)."""
+        try:
+            return self.loader.construct_yaml_int(node)
+        except ValueError:
+            raise self.fail(node, f"integer {quoted(node.value)} is too large") from None
 
 
 class _AnyKey(frozenset):
@@ -183,7 +245,7 @@ class Fields:
         for key in value:
             if key not in allowed:
                 known = ", ".join(sorted(allowed))
-                raise self.doc.error(where + (key,), f"unknown key {key!r} in {what} (known: {known})")
+                raise self.doc.error(where + (key,), f"unknown key {quoted(key)} in {what} (known: {known})")
         return value
 
     def at(self, where: Where):

@@ -144,21 +144,22 @@ def build_image(
     """
     manifest = manifest_bytes(image_manifest(rule, version))
     tree = rootfs_tree(rule)
+    aci_hash = hashlib.sha512()  # of image.aci as stored: lets `doit verify` see any changed byte
     with atomic.building_dir(image_dir) as tmp:
         if rule.command:
-            sha512, digests = _build_with_command(rule, version, tree, manifest, tmp, env)
+            sha512, digests = _build_with_command(rule, version, tree, manifest, tmp, env, aci_hash)
         else:
-            sha512, digests = _build_from_sources(tree, manifest, tmp)
+            sha512, digests = _build_from_sources(tree, manifest, tmp, aci_hash)
         atomic.write_file(tmp / SHA512_FILE, f"{sha512}\n".encode())
-        record = build_record(rule, version, sha512, tree, digests)
+        record = build_record(rule, version, sha512, tree, digests, aci_hash.hexdigest())
         atomic.write_file(tmp / BUILD_RECORD_FILE, json.dumps(record, sort_keys=True, indent=2).encode() + b"\n")
     return sha512
 
 
-def _build_from_sources(tree: Tree, manifest: bytes, tmp: Path) -> tuple[str, dict[str, str]]:
+def _build_from_sources(tree: Tree, manifest: bytes, tmp: Path, aci_hash=None) -> tuple[str, dict[str, str]]:
     """Stream the overlay tree from its sources; no copy is ever made."""
     tar_digests: dict[str, str] = {}
-    sha512 = _write_aci(tmp / IMAGE_FILE, _tar_entries(manifest, tree), tar_digests)
+    sha512 = _write_aci(tmp / IMAGE_FILE, _tar_entries(manifest, tree), tar_digests, aci_hash)
     prefix = f"{STAGING_NAME}/"
     digests = {name.removeprefix(prefix): digest for name, digest in tar_digests.items() if name.startswith(prefix)}
     return sha512, digests
@@ -171,15 +172,15 @@ def _build_with_command(
     manifest: bytes,
     tmp: Path,
     env: Mapping[str, str] | None,
+    aci_hash=None,
 ) -> tuple[str, dict[str, str]]:
     """Copy the tree into a staging root, let the command change it, tar the result."""
     staging = tmp / STAGING_NAME
     try:
         digests = _materialise(tree, staging)
         _run_command(rule, version, staging, env)
-        built: Tree = {}
-        _add_directory(built, (), str(staging), "$ROOTFS", _failer(rule, rule.line))
-        sha512 = _write_aci(tmp / IMAGE_FILE, _tar_entries(manifest, built), None)
+        built = _staged_tree(rule, version, staging)
+        sha512 = _write_aci(tmp / IMAGE_FILE, _tar_entries(manifest, built), None, aci_hash)
     finally:
         _remove_tree(staging)
     return sha512, digests
@@ -199,9 +200,14 @@ def rootfs_tree(rule: ImageRule) -> Tree:
 
 def _failer(rule: ImageRule, line: int | None) -> Fail:
     def fail(message: str) -> NoReturn:
-        raise UserError(str(rule.build_file), line, message)
+        raise UserError(_shown(rule), line, message)
 
     return fail
+
+
+def _shown(rule: ImageRule) -> str:
+    """The build file as messages name it (relative to the release root when known)."""
+    return rule.shown or str(rule.build_file)
 
 
 def _apply_entry(tree: Tree, folder: str, entry: RootfsEntry, fail: Fail) -> None:
@@ -381,11 +387,25 @@ def _run_command(rule: ImageRule, version: str, staging: Path, env: Mapping[str,
         )
     except OSError as exc:
         raise UserError(
-            str(rule.build_file), rule.line, f"image {rule.label} {version}: cannot run {rule.command[0]!r}: {exc.strerror}"
+            _shown(rule), rule.line, f"image {rule.label} {version}: cannot run {rule.command[0]!r}: {exc.strerror}"
         ) from None
     if result.returncode != 0:
         output = result.stdout.decode("utf-8", "replace")
-        raise ImageBuildError(rule.label, version, result.returncode, output, str(rule.build_file), rule.line)
+        raise ImageBuildError(rule.label, version, result.returncode, output, _shown(rule), rule.line)
+
+
+def _staged_tree(rule: ImageRule, version: str, staging: Path) -> Tree:
+    """What the command left in the staging root.
+
+    The root itself must still be a real directory: walking a `$ROOTFS` the
+    command replaced by a symlink would archive whatever it points to.
+    """
+    fail = _failer(rule, rule.line)
+    if staging.is_symlink() or not staging.is_dir():
+        fail(f"image {rule.label} {version}: the command removed or replaced $ROOTFS; it may only change what is inside")
+    built: Tree = {}
+    _add_directory(built, (), str(staging), "$ROOTFS", fail)
+    return built
 
 
 def _remove_tree(root: Path) -> None:
@@ -421,33 +441,61 @@ def _tar_entries(manifest: bytes, tree: Tree) -> list[Entry]:
     return entries
 
 
-def _write_aci(path: Path, entries: Iterable[Entry], file_digests: dict[str, str] | None) -> str:
-    """Write the gzip-compressed ACI (mode 0644 whatever the umask); return the tar's sha512."""
+def _write_aci(path: Path, entries: Iterable[Entry], file_digests: dict[str, str] | None, aci_hash=None) -> str:
+    """Write the gzip-compressed ACI (mode 0644 whatever the umask); return the tar's sha512.
+
+    `aci_hash` (a hashlib object), if given, is fed the compressed bytes as they are written.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, atomic.ARTIFACT_FILE_MODE)
     with open(fd, "wb") as out:
         os.fchmod(fd, atomic.ARTIFACT_FILE_MODE)
-        with ParallelGzipWriter(out) as gzip:
+        sink = out if aci_hash is None else _HashingWriter(out, aci_hash)
+        with ParallelGzipWriter(sink) as gzip:
             return write_tar(entries, gzip, file_digests)
+
+
+class _HashingWriter:
+    """Writes through to `out`, feeding every byte to `digest` on the way."""
+
+    def __init__(self, out, digest):
+        self._out = out
+        self._digest = digest
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        return self._out.write(data)
 
 
 # -- build.json ---------------------------------------------------------------
 
 
-def build_record(rule: ImageRule, version: str, sha512: str, tree: Tree, digests: Mapping[str, str]) -> dict:
+def build_record(
+    rule: ImageRule,
+    version: str,
+    sha512: str,
+    tree: Tree,
+    digests: Mapping[str, str],
+    aci_sha512: str | None = None,
+) -> dict:
     """What the image was built from, so a changed rule under an old version can be noticed.
 
     `inputs` holds only what determines the image (no absolute paths, no
     line numbers), so its digest is comparable across machines and checkouts.
+    `aci_sha512` is the sha512 of `image.aci` as stored (the id only covers
+    the uncompressed tar, not the gzip wrapper around it).
     """
     inputs = {"rule": _rule_fields(rule), "rootfs": [_input_of(path, tree[path], digests) for path in sorted(tree, key=sort_key)]}
     canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
-    return {
+    record = {
         "label": str(rule.label),
         "version": version,
         "id": f"sha512-{sha512}",
         "inputs_digest": f"sha256-{hashlib.sha256(canonical).hexdigest()}",
         "inputs": inputs,
     }
+    if aci_sha512 is not None:
+        record["aci_sha512"] = aci_sha512
+    return record
 
 
 def _rule_fields(rule: ImageRule) -> dict:

@@ -15,7 +15,7 @@ from .layout import InstructionPath
 from .names import Label, check_version
 from .rules import environment
 
-INSTRUCTION_KEYS = frozenset({"rule", "revision", "images", "volumes", "parameters", "yanked", "reason"})
+INSTRUCTION_KEYS = frozenset({"rule", "revision", "dirty", "images", "volumes", "parameters", "yanked", "reason"})
 PARAMETER_KEYS = frozenset({"args", "environment"})
 CHANNEL_KEYS = frozenset({"parameters"})
 
@@ -53,6 +53,7 @@ class Instruction:
     rule: Label  # the pod rule; the pod's own label unless `rule:` says otherwise
     rule_line: int | None
     revision: str | None = None
+    dirty: bool = False  # `revision` had uncommitted changes on top (`doit new` records it)
     images: tuple[Pin, ...] = ()
     volumes: tuple[Pin, ...] = ()
     parameters: Parameters = Parameters()
@@ -82,6 +83,7 @@ def load_instruction(where: InstructionPath) -> Instruction:
         rule=rule,
         rule_line=doc.line(("rule",)) if "rule" in top else None,
         revision=fields.optional_text(("revision",), "revision"),
+        dirty=fields.flag(("dirty",), "dirty") if top.get("dirty") is not None else False,
         images=_pins(fields, "images"),
         volumes=_pins(fields, "volumes"),
         parameters=_parameters(fields),

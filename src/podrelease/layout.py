@@ -10,10 +10,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, UserErrors
 from .names import Label, check_ac_name, check_label_path, check_segment, check_version
 
 BUILD_FILE = "build.yaml"
+MISNAMED_BUILD_FILE = "build.yml"
 INSTRUCTION_SUFFIX = ".yaml"
 CHANNEL_FILE = "channel.yaml"
 POD_JSON = "pod.json"
@@ -87,13 +88,18 @@ class ReleaseRoot:
 
     # ---- discovery
     def build_files(self) -> list[tuple[Path, str]]:
-        """Every `shipyard/**/build.yaml`, with its label path."""
+        """Every `shipyard/**/build.yaml`, with its label path.
+
+        A misnamed `build.yml` is listed too, so loading can refuse it by name
+        instead of its rules silently not existing.
+        """
         found = []
         for dirpath, dirnames, filenames in os.walk(self.shipyard):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            if BUILD_FILE in filenames:
-                label_path = os.path.relpath(dirpath, self.shipyard)
-                found.append((Path(dirpath) / BUILD_FILE, "" if label_path == "." else label_path))
+            label_path = os.path.relpath(dirpath, self.shipyard)
+            for name in (BUILD_FILE, MISNAMED_BUILD_FILE):
+                if name in filenames:
+                    found.append((Path(dirpath) / name, "" if label_path == "." else label_path))
         return found
 
     def instruction_paths(self) -> list[InstructionPath]:
@@ -103,6 +109,7 @@ class ReleaseRoot:
         pod.json) and dot-folders (temporaries) are not descended into.
         """
         found: list[InstructionPath] = []
+        errors: list[UserError] = []
         if not self.channels.is_dir():
             return found
         for channel in sorted(os.listdir(self.channels)):
@@ -112,11 +119,15 @@ class ReleaseRoot:
             try:
                 check_segment(channel, "channel")
             except ValueError as err:
-                raise UserError(self.shown(top), None, str(err)) from None
-            self._walk_channel(channel, top, (), found)
+                errors.append(UserError(self.shown(top), None, str(err)))
+                continue
+            self._walk_channel(channel, top, (), found, errors)
+        if errors:
+            raise UserErrors(errors)
         return found
 
-    def _walk_channel(self, channel: str, folder: Path, parts: tuple[str, ...], found: list) -> None:
+    def _walk_channel(self, channel: str, folder: Path, parts: tuple[str, ...], found: list, errors: list) -> None:
+        """Collect instructions below `folder`; a badly placed or named one is an error each."""
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
         names = {e.name for e in entries}
         if parts and POD_JSON in names:
@@ -128,14 +139,21 @@ class ReleaseRoot:
             if entry.is_dir(follow_symlinks=False):
                 if name + INSTRUCTION_SUFFIX in names:
                     continue  # the pod directory of that instruction
-                self._walk_channel(channel, Path(entry.path), parts + (name,), found)
-            elif name.endswith((".yaml", ".yml")) and entry.is_file(follow_symlinks=False):
+                self._walk_channel(channel, Path(entry.path), parts + (name,), found, errors)
+            elif name.endswith((".yaml", ".yml")):
                 if not parts and name == CHANNEL_FILE:
                     continue
-                found.append(self._parse_instruction_path(channel, Path(entry.path), parts))
+                try:
+                    found.append(self._parse_instruction_path(channel, entry, parts))
+                except UserError as err:
+                    errors.append(err)
 
-    def _parse_instruction_path(self, channel: str, path: Path, parts: tuple[str, ...]) -> InstructionPath:
+    def _parse_instruction_path(self, channel: str, entry: os.DirEntry, parts: tuple[str, ...]) -> InstructionPath:
+        path = Path(entry.path)
         shown = self.shown(path)
+        if not entry.is_file(follow_symlinks=False):
+            # a symlink could pull in any file on the machine; a fifo would hang the read
+            raise UserError(shown, None, "a release instruction must be a regular file (not a symlink or special file)")
         if path.suffix != INSTRUCTION_SUFFIX:
             raise UserError(shown, None, "release instructions are named <version>.yaml, not .yml")
         if not parts:

@@ -18,12 +18,27 @@ VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*\Z")
 # appc ACIdentifier: what an image's appc name must be.
 AC_IDENTIFIER = re.compile(r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*\Z")
 MAX_NAME = 255
+MAX_LABEL_PATH = 1024
+MAX_QUOTED = 80  # characters of a user's value repeated in an error message
+
+
+def quoted(value: object) -> str:
+    """`repr(value)`, cut short: an error line must stay one readable line.
+
+    A value can be as long as the file (a megabyte on one line); the message
+    only needs enough of it to be recognised.
+    """
+    text = repr(value)
+    if len(text) <= MAX_QUOTED:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:MAX_QUOTED]}...{size}"
 
 
 def check_ac_name(text: object, what: str) -> str:
     """An image, pod or volume name: an appc AC name."""
     if not isinstance(text, str) or len(text) > MAX_NAME or not AC_NAME.match(text):
-        raise ValueError(f"{what} {text!r} is not a valid name (lowercase letters, digits and single dashes)")
+        raise ValueError(f"{what} {quoted(text)} is not a valid name (lowercase letters, digits and single dashes)")
     return text
 
 
@@ -35,7 +50,7 @@ def check_segment(text: object, what: str) -> str:
         or not SEGMENT.match(text)
         or text in (".", "..")
     ):
-        raise ValueError(f"{what} {text!r} is not valid (lowercase letters, digits, '.', '_' and '-')")
+        raise ValueError(f"{what} {quoted(text)} is not valid (lowercase letters, digits, '.', '_' and '-')")
     return text
 
 
@@ -46,14 +61,20 @@ def check_version(text: object, what: str = "version") -> str:
         or not VERSION.match(text)
         or text == "tip"
     ):
-        raise ValueError(f"{what} {text!r} is not a valid version")
+        raise ValueError(f"{what} {quoted(text)} is not a valid version")
     return text
 
 
 def check_label_path(text: str, what: str = "label path") -> str:
-    """`''` or `/`-joined segments, never absolute, never `..`."""
+    """`''` or `/`-joined segments, never absolute, never `..`.
+
+    Its length is bounded too: a label path becomes part of file paths, and
+    a label is repeated in messages.
+    """
     if text == "":
         return text
+    if len(text) > MAX_LABEL_PATH:
+        raise ValueError(f"{what} {quoted(text)} is longer than {MAX_LABEL_PATH} characters")
     for segment in text.split("/"):
         check_segment(segment, f"{what} segment")
     return text
@@ -70,17 +91,17 @@ class Label:
     def parse(cls, text: object, default_path: str | None = None) -> "Label":
         """Parse a full label, or a bare name relative to `default_path`."""
         if not isinstance(text, str):
-            raise ValueError(f"label {text!r} must be a string like //web:frontend")
+            raise ValueError(f"label {quoted(text)} must be a string like //web:frontend")
         if text.startswith("//"):
             path, sep, name = text[2:].partition(":")
             if not sep:
-                raise ValueError(f"label {text!r} has no ':<name>' part")
+                raise ValueError(f"label {quoted(text)} has no ':<name>' part")
         elif default_path is not None and ":" not in text and "/" not in text:
             path, name = default_path, text
         else:
-            raise ValueError(f"label {text!r} must look like //<label_path>:<name>")
-        check_label_path(path, f"label {text!r}: path")
-        check_ac_name(name, f"label {text!r}: name")
+            raise ValueError(f"label {quoted(text)} must look like //<label_path>:<name>")
+        check_label_path(path, f"label {quoted(text)}: path")
+        check_ac_name(name, f"label {quoted(text)}: name")
         return cls(path, name)
 
     def __str__(self) -> str:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from .documents import ANY_KEY, Fields, load
 from .errors import UserError, UserErrors
-from .names import Label, check_ac_name
+from .layout import BUILD_FILE
+from .names import MAX_NAME, Label, check_ac_name, check_label_path, quoted
 
 if TYPE_CHECKING:
     from .layout import ReleaseRoot
@@ -128,10 +129,18 @@ class PodRule:
     args: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
     shown: str = ""  # build_file as shown in messages
+    image_lines: tuple[int | None, ...] = ()  # where each of `images` is named
 
     @property
     def folder(self) -> Path:
         return self.build_file.parent
+
+    def image_line(self, label: Label) -> int | None:
+        """The line naming `label` in `images:` (the pod's line if unknown)."""
+        for known, line in zip(self.images, self.image_lines):
+            if known == label:
+                return line
+        return self.line
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,7 @@ AC_IDENTIFIER = re.compile(r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*\Z")
 
 def load_build_file(path: Path, shown_as: str, label_path: str) -> BuildFile:
     """Read `shipyard/<label_path>/build.yaml` into rules, validating everything."""
+    _check_build_file_path(path, shown_as, label_path)
     doc = load(path, shown_as)
     fields = Fields(doc)
     top = fields.mapping((), BUILD_FILE_KEYS, "a build file")
@@ -174,14 +184,28 @@ def load_build_file(path: Path, shown_as: str, label_path: str) -> BuildFile:
     return BuildFile(path, label_path, images, pods)
 
 
+def _check_build_file_path(path: Path, shown_as: str, label_path: str) -> None:
+    """The folders under shipyard/ are the label path: they must be valid segments.
+
+    A `build.yml` is refused rather than ignored, which would leave its pods
+    "not defined" with no hint why.
+    """
+    if path.name != BUILD_FILE:
+        raise UserError(shown_as, None, f"build files are named {BUILD_FILE}, not {path.name}")
+    try:
+        check_label_path(label_path)
+    except ValueError as err:
+        raise UserError(shown_as, None, f"bad build file path: {err}") from None
+
+
 def _image_rule(fields: Fields, path: Path, label_path: str, name: str) -> ImageRule:
     where = ("images", name)
     _check_key_name(fields, where, name, "image")
-    spec = fields.mapping(where, IMAGE_KEYS, f"image {name!r}")
+    spec = fields.mapping(where, IMAGE_KEYS, f"image {quoted(name)}")
     label = Label(label_path, name)
     appc_name = fields.text(where + ("name",), "name") if "name" in spec else label.join()
     if not AC_IDENTIFIER.match(appc_name):
-        raise fields.doc.error(where + ("name",), f"image name {appc_name!r} is not a valid appc name")
+        raise fields.doc.error(where + ("name",), f"image name {quoted(appc_name)} is not a valid appc name")
     rootfs = tuple(_rootfs_entry(fields, path, where + ("rootfs", i)) for i in fields.items(where + ("rootfs",), "rootfs"))
     command = None
     if spec.get("command") is not None:
@@ -218,28 +242,48 @@ def _rootfs_entry(fields: Fields, build_file: Path, where) -> RootfsEntry:
     src = fields.text(where + ("src",), "src")
     dst = fields.text(where + ("dst",), "dst")
     if not src or src.startswith("/") or ".." in src.split("/"):
-        raise fields.doc.error(where + ("src",), f"src {src!r} must be a relative path inside {build_file.parent.name or '.'}/ (no '..')")
-    folder = os.path.realpath(build_file.parent)
-    resolved = os.path.realpath(os.path.join(folder, src))
-    if resolved != folder and not resolved.startswith(folder + os.sep):
-        raise fields.doc.error(where + ("src",), f"src {src!r} leaves the build file's folder through a symlink")
-    if not os.path.lexists(os.path.join(folder, src)):
-        raise fields.doc.error(where + ("src",), f"src {src!r} does not exist")
+        raise fields.doc.error(where + ("src",), f"src {quoted(src)} must be a relative path inside {build_file.parent.name or '.'}/ (no '..')")
+    if not _inside_folder(build_file.parent, src, follow_last=src.endswith("/")):
+        raise fields.doc.error(where + ("src",), f"src {quoted(src)} leaves the build file's folder through a symlink")
+    source = os.path.join(build_file.parent, src.rstrip("/"))  # lstat-able even if it is not a directory
+    if not os.path.lexists(source):
+        raise fields.doc.error(where + ("src",), f"src {quoted(src)} does not exist")
+    if src.endswith("/") and not os.path.isdir(source):
+        raise fields.doc.error(where + ("src",), f"src {quoted(src)} ends in '/' but is not a directory")
     if not dst.startswith("/") or ".." in dst.split("/"):
-        raise fields.doc.error(where + ("dst",), f"dst {dst!r} must be an absolute path in the image (no '..')")
+        raise fields.doc.error(where + ("dst",), f"dst {quoted(dst)} must be an absolute path in the image (no '..')")
     mode = None
     if spec.get("mode") is not None:
         text = fields.text(where + ("mode",), "mode")
         if not MODE.match(text):
-            raise fields.doc.error(where + ("mode",), f"mode {text!r} must be octal, like \"0644\"")
+            raise fields.doc.error(where + ("mode",), f"mode {quoted(text)} must be octal, like \"0644\"")
+        if os.path.islink(source) and not src.endswith("/"):
+            raise fields.doc.error(where + ("mode",), f"src {quoted(src)} is a symlink, which is stored as is: a mode does not apply to it")
         mode = int(text, 8)
     return RootfsEntry(src=src, dst=dst, mode=mode, line=fields.doc.line(where))
+
+
+def _inside_folder(folder: Path, relative: str, follow_last: bool) -> bool:
+    """Whether `relative` stays in `folder` once symlinked parents are resolved.
+
+    As the image builder does, the last component is left alone unless
+    `follow_last`: a symlink named by `src` is stored as a symlink, not
+    followed, so where it points does not matter here.
+    """
+    top = os.path.realpath(folder)
+    joined = os.path.normpath(os.path.join(top, relative))
+    if follow_last:
+        resolved = os.path.realpath(joined)
+    else:
+        head, name = os.path.split(joined)
+        resolved = os.path.join(os.path.realpath(head), name)
+    return resolved == top or resolved.startswith(top + os.sep)
 
 
 def _absolute(fields: Fields, where, what: str) -> str:
     text = fields.text(where, what)
     if not text.startswith("/") or posixpath.normpath(text) != text.rstrip("/") and text != "/":
-        raise fields.doc.error(where, f"{what} {text!r} must be a normalized absolute path")
+        raise fields.doc.error(where, f"{what} {quoted(text)} must be a normalized absolute path")
     return text
 
 
@@ -247,7 +291,7 @@ def _app(fields: Fields, where) -> App:
     spec = fields.mapping(where, APP_KEYS, "app")
     exec_ = fields.texts(where + ("exec",), "exec")
     if exec_ and not exec_[0].startswith("/"):
-        raise fields.doc.error(where + ("exec", 0), f"exec {exec_[0]!r} must be an absolute path")
+        raise fields.doc.error(where + ("exec", 0), f"exec {quoted(exec_[0])} must be an absolute path")
     ports = tuple(_port(fields, where + ("ports", i)) for i in fields.items(where + ("ports",), "ports"))
     mount_points = tuple(
         MountPoint(
@@ -283,11 +327,11 @@ def _port(fields: Fields, where) -> Port:
 
 
 def environment(fields: Fields, where) -> tuple[tuple[str, str], ...]:
-    """An environment map, in file order; names are shell-style identifiers."""
+    """An environment map, in file order; names are shell-style identifiers (at most 255 characters)."""
     pairs = []
     for name in fields.mapping(where, ANY_KEY, "environment"):
-        if not ENV_NAME.match(name):
-            raise fields.doc.error(where + (name,), f"environment name {name!r} is not valid")
+        if len(name) > MAX_NAME or not ENV_NAME.match(name):
+            raise fields.doc.error(where + (name,), f"environment name {quoted(name)} is not valid")
         pairs.append((name, fields.text(where + (name,), f"environment {name}")))
     return tuple(pairs)
 
@@ -295,7 +339,7 @@ def environment(fields: Fields, where) -> tuple[tuple[str, str], ...]:
 def _pod_rule(fields: Fields, path: Path, label_path: str, name: str) -> PodRule:
     where = ("pods", name)
     _check_key_name(fields, where, name, "pod")
-    fields.mapping(where, POD_KEYS, f"pod {name!r}")
+    fields.mapping(where, POD_KEYS, f"pod {quoted(name)}")
     images = []
     for i in fields.items(where + ("images",), "images"):
         text = fields.text(where + ("images", i), "image")
@@ -306,8 +350,7 @@ def _pod_rule(fields: Fields, path: Path, label_path: str, name: str) -> PodRule
     volumes = tuple(_volume_mount(fields, label_path, where + ("volumes", i)) for i in fields.items(where + ("volumes",), "volumes"))
     files = fields.texts(where + ("files",), "files")
     for i, f in enumerate(files):
-        if not f or f.startswith("/") or ".." in f.split("/") or f.endswith("/"):
-            raise fields.doc.error(where + ("files", i), f"file {f!r} must be a relative path to a file (no '..')")
+        _check_pod_file(fields, path, where + ("files", i), f)
     _check_pod_names(fields, where, images, volumes, files)
     return PodRule(
         label=Label(label_path, name),
@@ -319,7 +362,23 @@ def _pod_rule(fields: Fields, path: Path, label_path: str, name: str) -> PodRule
         args=fields.texts(where + ("args",), "args"),
         environment=environment(fields, where + ("environment",)),
         shown=fields.doc.path,
+        image_lines=tuple(fields.doc.line(where + ("images", i)) for i in range(len(images))),
     )
+
+
+def _check_pod_file(fields: Fields, build_file: Path, where, relative: str) -> None:
+    """A pod file must be a regular file in the build file's folder, now.
+
+    Checked while loading, so a missing file stops the release before any
+    image is built, at the line that names it. It is copied (followed), so
+    unlike a rootfs symlink a symlinked file must also resolve inside.
+    """
+    if not relative or relative.startswith("/") or ".." in relative.split("/") or relative.endswith("/"):
+        raise fields.doc.error(where, f"file {quoted(relative)} must be a relative path to a file (no '..')")
+    if not _inside_folder(build_file.parent, relative, follow_last=True):
+        raise fields.doc.error(where, f"file {quoted(relative)} leaves the build file's folder through a symlink")
+    if not os.path.isfile(build_file.parent / relative):
+        raise fields.doc.error(where, f"file {quoted(relative)} is not a regular file in {build_file.parent.name or '.'}/")
 
 
 def _volume_mount(fields: Fields, label_path: str, where) -> VolumeMount:
@@ -343,11 +402,11 @@ def _check_pod_names(fields: Fields, where, images, volumes, files) -> None:
     """Images, volumes and files share the pod directory: names must not clash."""
     seen: dict[str, str] = {"pod.json": "pod.json"}
     entries = [(("images", i), img.name, f"image {img}") for i, img in enumerate(images)]
-    entries += [(("volumes", i), v.name, f"volume {v.name!r}") for i, v in enumerate(volumes)]
-    entries += [(("files", i), posixpath.basename(f), f"file {f!r}") for i, f in enumerate(files)]
+    entries += [(("volumes", i), v.name, f"volume {quoted(v.name)}") for i, v in enumerate(volumes)]
+    entries += [(("files", i), posixpath.basename(f), f"file {quoted(f)}") for i, f in enumerate(files)]
     for sub, name, what in entries:
         if name in seen:
-            raise fields.doc.error(where + sub, f"{what} clashes with {seen[name]} (same name {name!r} in the pod)")
+            raise fields.doc.error(where + sub, f"{what} clashes with {seen[name]} (same name {quoted(name)} in the pod)")
         seen[name] = what
 
 

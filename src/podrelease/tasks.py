@@ -13,13 +13,14 @@ import functools
 import os
 from pathlib import Path
 
-from . import assembly, imaging, instructions, locking, rules
+from . import assembly, bundles, imaging, instructions, locking, rules
 from .errors import UserError
 from .layout import POD_JSON, ReleaseRoot
+from .onboard_errors import OnboardError
 from .planning import ImageBuild, Plan, PodAssembly, TipUpdate, VolumeCheck, make_plan
 from .reporting import ReleaseFailed, ReleaseReporter, exit_with
 
-__all__ = ["DOIT_CONFIG", "task_image", "task_volume", "task_pod", "task_tip", "task_release"]
+__all__ = ["DOIT_CONFIG", "task_image", "task_volume", "task_pod", "task_tip", "task_release", "task_bundle"]
 
 
 def load_plan(root: ReleaseRoot) -> Plan:
@@ -63,7 +64,7 @@ def guarded(work, *args):
             work(*args)
         except imaging.ImageBuildError as err:
             return ReleaseFailed(str(err), err.output)
-        except UserError as err:
+        except (UserError, OnboardError) as err:
             return ReleaseFailed(str(err))
         return None
 
@@ -218,4 +219,26 @@ def task_release():
             "uptodate": [functools.partial(released, pod_json, release.tip, instruction.yanked)],
             # an assembled pod is immutable: only its tip may still need moving
             "task_dep": [] if assembled else [f"pod:{release.name}"],
+        }
+
+
+# ---------------------------------------------------------------- bundles
+
+
+def write_bundle(pod: PodAssembly) -> None:
+    bundle = ROOT.bundle_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
+    with locking.holding(ROOT.path, f"bundle:{pod.name}"):
+        if not bundle.is_dir():
+            bundles.write_bundle(pod_json_path(pod).parent, bundle)
+
+
+def task_bundle():
+    """Write a pod's self-contained bundle (releasing the pod first if needed)."""
+    for pod in PLAN.pods.values():
+        bundle = ROOT.bundle_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
+        yield {
+            "name": pod.name,
+            "actions": [guarded(write_bundle, pod)],
+            "uptodate": [os.path.isdir(bundle)],
+            "task_dep": [f"release:{pod.name}"],
         }
