@@ -29,12 +29,14 @@ the umask, so the sha512 is the same for anyone building the same inputs.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import shutil
 import stat
 import subprocess
+import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,7 @@ SYMLINK_MODE = 0o777  # what Linux reports; fixed so other systems agree
 MANIFEST_MODE = 0o644
 COMMAND_UMASK = 0o022
 STAGING_NAME = "rootfs"  # the command's $ROOTFS, inside the building directory
+BASE_NAME = "base"  # a base image's rootfs, extracted inside the building directory
 
 IMAGE_FILE = "image.aci"
 SHA512_FILE = "sha512"
@@ -135,21 +138,28 @@ def build_image(
     version: str,
     image_dir: Path,
     env: Mapping[str, str] | None = None,
+    base: Path | None = None,
 ) -> str:
     """Build `image_dir` (image.aci, sha512, build.json) atomically; return the sha512 hex.
 
-    `env` is the command's environment (default: ours), plus `ROOTFS`. The
-    rootfs is checked before anything is written, so a mistake in the rule
-    leaves no trace.
+    `env` is the command's environment (default: ours), plus `ROOTFS`.
+    `base` is the built image directory of the rule's `from:`, whose rootfs
+    the rule's entries are laid over. The rootfs is checked before anything
+    is written, so a mistake in the rule leaves no trace.
     """
     manifest = manifest_bytes(image_manifest(rule, version))
     tree = rootfs_tree(rule)
     aci_hash = hashlib.sha512()  # of image.aci as stored: lets `doit verify` see any changed byte
     with atomic.building_dir(image_dir) as tmp:
-        if rule.command:
-            sha512, digests = _build_with_command(rule, version, tree, manifest, tmp, env, aci_hash)
-        else:
-            sha512, digests = _build_from_sources(tree, manifest, tmp, aci_hash)
+        extracted = tmp / BASE_NAME
+        try:
+            whole = rootfs_tree(rule, _extract_base(rule, base, extracted)) if base else tree
+            if rule.command:
+                sha512, digests = _build_with_command(rule, version, whole, manifest, tmp, env, aci_hash)
+            else:
+                sha512, digests = _build_from_sources(whole, manifest, tmp, aci_hash)
+        finally:
+            _remove_tree(extracted)
         atomic.write_file(tmp / SHA512_FILE, f"{sha512}\n".encode())
         record = build_record(rule, version, sha512, tree, digests, aci_hash.hexdigest())
         atomic.write_file(tmp / BUILD_RECORD_FILE, json.dumps(record, sort_keys=True, indent=2).encode() + b"\n")
@@ -189,10 +199,10 @@ def _build_with_command(
 # -- the overlay tree ---------------------------------------------------------
 
 
-def rootfs_tree(rule: ImageRule) -> Tree:
-    """Apply the rule's rootfs entries, in order, to an empty tree."""
+def rootfs_tree(rule: ImageRule, start: Tree | None = None) -> Tree:
+    """Apply the rule's rootfs entries, in order, to an empty tree (or a base image's)."""
     folder = os.path.realpath(rule.folder)
-    tree: Tree = {}
+    tree: Tree = dict(start or {})
     for entry in rule.rootfs:
         _apply_entry(tree, folder, entry, _failer(rule, entry.line))
     return tree
@@ -327,6 +337,82 @@ def _add_directory(tree: Tree, parts: tuple[str, ...], directory: str, origin: s
                 _place(tree, child_parts, node, fail)
                 if node.kind == "dir":
                     pending.append((child_parts, child.path, child_origin))
+
+
+# -- base images ---------------------------------------------------------------
+
+
+def _extract_base(rule: ImageRule, base: Path, destination: Path) -> Tree:
+    """Unpack a built base image's rootfs into `destination`, as a tree to lay entries over.
+
+    The base is one of our own artifacts, so modes (setuid included) are kept
+    exactly; still, its digest is re-checked while reading and only plain
+    files, directories and symlinks strictly below `rootfs/` are accepted.
+    """
+    fail = _failer(rule, rule.line)
+    expected = (base / SHA512_FILE).read_text(encoding="ascii").strip()
+    os.mkdir(destination, 0o700)
+    directories: list[tuple[str, int]] = []
+    with open(base / IMAGE_FILE, "rb") as compressed, gzip.GzipFile(fileobj=compressed) as raw:
+        reader = _HashingReader(raw)
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
+            for member in tar:
+                path = _base_member_path(member.name, fail)
+                if path is None:
+                    continue
+                target = os.path.join(destination, path)
+                if member.isdir():
+                    os.mkdir(target, 0o700)
+                    directories.append((target, member.mode))
+                elif member.isfile():
+                    _write_member(tar.extractfile(member), target, member.mode)
+                elif member.issym():
+                    os.symlink(member.linkname, target)
+                else:
+                    fail(f"base image {rule.base}@{rule.base_version}: {member.name} is not a file, directory or symlink")
+        reader.drain()
+    if reader.digest.hexdigest() != expected:
+        fail(f"base image {rule.base}@{rule.base_version} does not match its sha512; run doit verify")
+    for target, mode in reversed(directories):
+        os.chmod(target, mode)
+    tree: Tree = {}
+    _add_directory(tree, (), str(destination), f"{rule.base}@{rule.base_version}:", fail)
+    return tree
+
+
+def _base_member_path(name: str, fail: Fail) -> str | None:
+    """The path below `rootfs/` of a base image member; None for the manifest and the root."""
+    if name in ("manifest", STAGING_NAME):
+        return None
+    parts = name.split("/")
+    if parts[0] != STAGING_NAME or any(p in ("", ".", "..") for p in parts[1:]):
+        fail(f"base image member {name!r} is not below rootfs/")
+    return "/".join(parts[1:])
+
+
+def _write_member(source, target: str, mode: int) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with open(os.open(target, flags, 0o600), "wb", buffering=0) as writer:
+        while chunk := source.read(CHUNK_SIZE):
+            writer.write(chunk)
+        os.fchmod(writer.fileno(), mode)
+
+
+class _HashingReader:
+    """Reads through to `raw`, feeding every byte to a sha512 on the way."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self.digest = hashlib.sha512()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.digest.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK_SIZE):
+            pass
 
 
 # -- staging and command ------------------------------------------------------
@@ -499,7 +585,8 @@ def build_record(
 
 
 def _rule_fields(rule: ImageRule) -> dict:
-    return {
+    base = {"from": f"{rule.base}@{rule.base_version}"} if rule.base else {}
+    return base | {
         "name": rule.name,
         "rootfs": [{"src": e.src, "dst": e.dst, "mode": None if e.mode is None else f"{e.mode:04o}"} for e in rule.rootfs],
         "command": None if rule.command is None else list(rule.command),

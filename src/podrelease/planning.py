@@ -7,7 +7,7 @@ instructions naming the same version) is found before anything is built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import UserError, UserErrors
 from .instructions import Instruction, Parameters, Pin
@@ -17,8 +17,9 @@ from .rules import BuildFile, ImageRule, PodRule, VolumeMount
 
 @dataclass(frozen=True)
 class ImageBuild:
-    rule: ImageRule
+    rule: ImageRule  # effective: with the app inherited from its base, if any
     version: str
+    base: "ImageBuild | None" = None  # built first; its rootfs is where this one starts
 
     @property
     def name(self) -> str:
@@ -156,12 +157,9 @@ def _add_release(plan: Plan, instruction: Instruction, images: dict, pods: dict,
     _check_pins(instruction, instruction.volumes, tuple(v.label for v in rule.volumes), "volume")
     pod_images = []
     for label in rule.images:
-        image_rule = images.get(label)
-        if image_rule is None:
+        if label not in images:
             raise UserError(rule.shown, rule.image_line(label), f"pod {rule.label} uses image {label}, which no build file defines")
-        version = _version(instruction, instruction.images, label)
-        build = plan.images.setdefault(label.join(version), ImageBuild(image_rule, version))
-        pod_images.append(build)
+        pod_images.append(_image_build(plan, images, label, _version(instruction, instruction.images, label)))
     pod_volumes = []
     for mount in rule.volumes:
         version = _version(instruction, instruction.volumes, mount.label)
@@ -172,6 +170,32 @@ def _add_release(plan: Plan, instruction: Instruction, images: dict, pods: dict,
     tip = plan.tips[f"{instruction.channel}/{instruction.pod.join()}"]
     plan.pods[pod.name] = pod
     plan.releases[pod.name] = Release(pod, tip)
+
+
+def effective_rule(images: dict[Label, ImageRule], label: Label, chain: tuple[Label, ...] = ()) -> ImageRule:
+    """The rule of `label` with the app settings it inherits through its `from:` chain."""
+    rule = images[label]
+    if rule.base is None:
+        return rule
+    if rule.base in chain + (label,):
+        cycle = " -> ".join(str(step) for step in chain + (label, rule.base))
+        raise UserError(rule.shown, rule.line, f"image {label} starts from itself: {cycle}")
+    if rule.base not in images:
+        raise UserError(rule.shown, rule.line, f"image {label} starts from {rule.base}, which no build file defines")
+    base = effective_rule(images, rule.base, chain + (label,))
+    if base.app is None:
+        return rule
+    return replace(rule, app=rule.app.over(base.app) if rule.app else base.app)
+
+
+def _image_build(plan: Plan, images: dict, label: Label, version: str) -> ImageBuild:
+    """The build of `label` at `version`, after the builds of its bases (shared, planned once)."""
+    name = label.join(version)
+    if name not in plan.images:
+        rule = effective_rule(images, label)
+        base = _image_build(plan, images, rule.base, rule.base_version) if rule.base else None
+        plan.images[name] = ImageBuild(rule, version, base)
+    return plan.images[name]
 
 
 def _version(instruction: Instruction, pins: tuple[Pin, ...], label: Label) -> str:

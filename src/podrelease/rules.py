@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .documents import ANY_KEY, Fields, load
 from .errors import UserError, UserErrors
 from .layout import BUILD_FILE
-from .names import MAX_NAME, Label, check_ac_name, check_label_path, quoted
+from .names import MAX_NAME, Label, check_ac_name, check_label_path, check_version, quoted
 
 if TYPE_CHECKING:
     from .layout import ReleaseRoot
@@ -62,6 +62,23 @@ class App:
     environment: tuple[tuple[str, str], ...] = ()
     ports: tuple[Port, ...] = ()
     mount_points: tuple[MountPoint, ...] = ()
+    given: frozenset[str] | None = None  # keys the rule wrote; None: all of them
+
+    def over(self, base: "App") -> "App":
+        """This app on top of a base image's: settings not given are inherited,
+        and environment merges (this app's values win)."""
+        given = self.given if self.given is not None else APP_KEYS
+        environment = dict(base.environment)
+        environment.update(self.environment)
+        return App(
+            exec=self.exec if "exec" in given else base.exec,
+            user=self.user if "user" in given else base.user,
+            group=self.group if "group" in given else base.group,
+            working_directory=self.working_directory if "workingDirectory" in given else base.working_directory,
+            environment=tuple(environment.items()),
+            ports=self.ports if "ports" in given else base.ports,
+            mount_points=self.mount_points if "mountPoints" in given else base.mount_points,
+        )
 
     def to_appc(self) -> dict:
         """The appc `app` object; keys appear only when they have a value."""
@@ -103,6 +120,8 @@ class ImageRule:
     os: str = "linux"
     arch: str = "amd64"
     shown: str = ""  # build_file as shown in messages
+    base: Label | None = None  # `from:` the image whose rootfs this one starts from
+    base_version: str | None = None
 
     @property
     def folder(self) -> Path:
@@ -154,7 +173,7 @@ class BuildFile:
 # ---------------------------------------------------------------- loading
 
 BUILD_FILE_KEYS = frozenset({"images", "pods"})
-IMAGE_KEYS = frozenset({"name", "rootfs", "command", "app", "os", "arch"})
+IMAGE_KEYS = frozenset({"name", "rootfs", "command", "app", "os", "arch", "from"})
 ROOTFS_KEYS = frozenset({"src", "dst", "mode"})
 APP_KEYS = frozenset({"exec", "user", "group", "workingDirectory", "environment", "ports", "mountPoints"})
 PORT_KEYS = frozenset({"name", "protocol", "port", "count", "socketActivated"})
@@ -224,7 +243,20 @@ def _image_rule(fields: Fields, path: Path, label_path: str, name: str) -> Image
         os=fields.text(where + ("os",), "os") if "os" in spec else "linux",
         arch=fields.text(where + ("arch",), "arch") if "arch" in spec else "amd64",
         shown=fields.doc.path,
+        **(_base(fields, where + ("from",), label_path) if spec.get("from") is not None else {}),
     )
+
+
+def _base(fields: Fields, where, label_path: str) -> dict:
+    """`from: <image label>@<version>`: the image this one starts from."""
+    text = fields.text(where, "from")
+    label_text, at, version = text.rpartition("@")
+    if not at:
+        raise fields.doc.error(where, f"from {text!r} must be <image label>@<version>, like //base:os@1.0.0")
+    try:
+        return {"base": Label.parse(label_text, default_path=label_path), "base_version": check_version(version, "base version")}
+    except ValueError as err:
+        raise fields.doc.error(where, f"from {text!r}: {err}") from None
 
 
 def _check_key_name(fields: Fields, where, name: str, what: str) -> None:
@@ -309,6 +341,7 @@ def _app(fields: Fields, where) -> App:
         environment=environment(fields, where + ("environment",)),
         ports=ports,
         mount_points=mount_points,
+        given=frozenset(spec),
     )
 
 

@@ -82,7 +82,8 @@ def image_built(build: ImageBuild) -> bool:
 def build_image(build: ImageBuild) -> None:
     with locking.holding(ROOT.path, f"image:{build.name}"):
         if not image_built(build):
-            imaging.build_image(build.rule, build.version, ROOT.image_dir(build.rule.label, build.version))
+            base = ROOT.image_dir(build.base.rule.label, build.base.version) if build.base else None
+            imaging.build_image(build.rule, build.version, ROOT.image_dir(build.rule.label, build.version), base=base)
 
 
 def task_image():
@@ -92,6 +93,7 @@ def task_image():
             "name": build.name,
             "actions": [guarded(build_image, build)],
             "uptodate": [image_built(build)],
+            "task_dep": [f"image:{build.base.name}"] if build.base else [],
         }
 
 

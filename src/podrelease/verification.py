@@ -62,7 +62,7 @@ from .documents import load as load_yaml
 from .errors import UserError, UserErrors
 from .layout import CHANNEL_FILE, INSTRUCTION_SUFFIX, POD_JSON, TIP, InstructionPath, ReleaseRoot
 from .names import Label, check_ac_name, check_label_path, check_segment, check_version, version_key
-from .planning import make_plan
+from .planning import effective_rule, make_plan
 
 CHUNK = 1 << 20  # bytes read, inflated and hashed at a time
 MANIFEST_HEAD = 1 << 16  # the first bytes of a tar kept to read its manifest (its first member)
@@ -1139,9 +1139,12 @@ class _Verifier:
                 pending[build.rule.label].append(build.version)
         jobs = []
         for label, versions in sorted(built.items()):
-            rule = image_rules.get(label)
-            if rule is None:
+            if label not in image_rules:
                 continue  # a rule that is gone: its images are history
+            try:
+                rule = effective_rule(image_rules, label)  # with what it inherits from its base
+            except UserError:
+                continue  # a broken `from:` chain is reported by the plan
             newest = max(versions, key=version_key)
             if any(version_key(v) > version_key(newest) for v in pending[label]):
                 continue
