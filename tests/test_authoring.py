@@ -54,9 +54,17 @@ def one_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+def drop_revisions(root: Path) -> None:
+    """Instructions whose `revision:` names a commit of another repository would not release here."""
+    for path in (root / "channels").rglob("*.yaml"):
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(line for line in lines if not line.startswith("revision:")))
+
+
 @pytest.fixture
 def checkout(example: Path) -> tuple[Path, str]:
     """The example release root as a fresh git checkout, and its HEAD."""
+    drop_revisions(example)
     return example, commit_all(example)
 
 
@@ -338,10 +346,11 @@ def test_promote_to_the_same_channel_is_refused(released):
     assert line == "doit promote: staging/web/frontend/1.2.0 is already in channel staging"
 
 
-def test_new_and_promote_are_listed_by_doit_help(released):
-    listed = doit(released, "help", check=True).stdout
+def test_every_new_command_is_listed_by_doit_help(released):
+    listed = [line.split() for line in doit(released, "help", check=True).stdout.splitlines()]
     for command in ("new", "promote", "cleanup", "volume-create"):
-        assert any(line.split()[:1] == [command] for line in listed.splitlines()), listed
+        # `doit help` names commands after the program: `-m new` under `python -m doit`
+        assert any(words[:2] == ["-m", command] or words[:1] == [command] for words in listed), command
 
 
 def test_new_works_in_a_fresh_root_without_released_artifacts(tmp_path):

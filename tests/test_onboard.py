@@ -209,7 +209,7 @@ def test_deploying_another_pod_json_as_an_installed_version_is_refused(release, 
 
 def test_a_crashed_deploys_staging_is_swept_by_the_next_command(release, ops):
     ok(onboard(ops, "deploy", str(make_bundle(release, "1.2.0"))))
-    leftover = ops / ".tmp-deploy-crashed"
+    leftover = ops / ".tmp-deploy-999999999-crashed"  # its owner (that pid) is gone
     (leftover / "images").mkdir(parents=True)
     ok(onboard(ops, "list"))
     assert not leftover.exists()

@@ -64,7 +64,7 @@ def test_pod_json_has_exactly_the_spec_keys(released_example):
     assert document["name"] == "//web:frontend"
     assert document["version"] == "1.2.0"
     assert document["channel"] == "staging"
-    assert document["revision"] == "9f1c2e7"
+    assert document["revision"] == "9c35becf47fd"
 
 
 def test_pinned_image_version_differs_from_pod_version(released_example):

@@ -260,12 +260,12 @@ def test_pod_json_version_that_disagrees_with_its_instruction_is_an_error(root):
 def test_released_instruction_edited_afterwards_is_an_error_at_its_line(root):
     instruction = root / f"{STAGING_POD}.yaml"
     text = instruction.read_text()
-    assert 'revision: "9f1c2e7"' in text
-    instruction.write_text(text.replace('revision: "9f1c2e7"', 'revision: "0000000"'))
+    assert 'revision: "9c35becf47fd"' in text
+    instruction.write_text(text.replace('revision: "9c35becf47fd"', 'revision: "0000000"'))
     line = one_error(root)
-    number = text.splitlines().index('revision: "9f1c2e7"') + 1
+    number = text.splitlines().index('revision: "9c35becf47fd"') + 1
     assert line == (
-        f"{STAGING_POD}.yaml:{number}: revision is '0000000', but {STAGING_POD} was released with '9f1c2e7'"
+        f"{STAGING_POD}.yaml:{number}: revision is '0000000', but {STAGING_POD} was released with '9c35becf47fd'"
     )
 
 

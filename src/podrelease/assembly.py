@@ -14,12 +14,11 @@ import re
 import shutil
 from pathlib import Path
 
-from . import atomic
+from . import atomic, imaging
 from .errors import UserError
 from .layout import POD_JSON, ReleaseRoot
 from .names import Label, check_version, version_key
 from .planning import ImageBuild, PodAssembly, PodVolume, TipUpdate
-from .rules import App
 
 AC_VERSION = "0.8.11"
 HEX512 = re.compile(r"[0-9a-f]{128}\Z")
@@ -66,11 +65,11 @@ def sha512_file(path: Path) -> str:
 # ---------------------------------------------------------------- pod.json (pure)
 
 
-def merged_app(image_app: App, pod: PodAssembly) -> dict:
-    """Image app, then pod rule, then channel parameters: later wins."""
-    app = image_app.to_appc()
-    app["exec"] = list(image_app.exec) + list(pod.rule.args) + list(pod.parameters.args)
-    environment = dict(image_app.environment)
+def merged_app(image_app: dict, pod: PodAssembly) -> dict:
+    """The image's appc app, then the pod rule, then channel parameters: later wins."""
+    app = dict(image_app)
+    app["exec"] = list(image_app.get("exec", ())) + list(pod.rule.args) + list(pod.parameters.args)
+    environment = {e["name"]: e["value"] for e in image_app.get("environment", ())}
     environment.update(pod.rule.environment)
     environment.update(pod.parameters.environment)
     if environment:
@@ -80,9 +79,11 @@ def merged_app(image_app: App, pod: PodAssembly) -> dict:
     return app
 
 
-def pod_manifest(pod: PodAssembly, ids: dict[str, str]) -> dict:
+def pod_manifest(pod: PodAssembly, ids: dict[str, str], apps: dict[str, dict | None]) -> dict:
+    """`apps` holds each image's own app, read from the built image: an image
+    built from an older revision runs what that revision said."""
     """The appc PodManifest: one app per image, one host volume per volume."""
-    apps = []
+    runtime_apps = []
     for build in pod.images:
         rule = build.rule
         runtime_app: dict = {
@@ -97,20 +98,20 @@ def pod_manifest(pod: PodAssembly, ids: dict[str, str]) -> dict:
                 ],
             },
         }
-        if rule.app is not None:
-            runtime_app["app"] = merged_app(rule.app, pod)
+        if apps[build.name] is not None:
+            runtime_app["app"] = merged_app(apps[build.name], pod)
         if pod.volumes:
             runtime_app["mounts"] = [{"volume": v.mount.name, "path": v.mount.path} for v in pod.volumes]
-        apps.append(runtime_app)
+        runtime_apps.append(runtime_app)
     return {
         "acKind": "PodManifest",
         "acVersion": AC_VERSION,
-        "apps": apps,
+        "apps": runtime_apps,
         "volumes": [{"name": v.mount.name, "kind": "host", "readOnly": v.mount.read_only} for v in pod.volumes],
     }
 
 
-def pod_json(pod: PodAssembly, ids: dict[str, str], files: dict[str, list[dict]]) -> dict:
+def pod_json(pod: PodAssembly, ids: dict[str, str], apps: dict[str, dict | None], files: dict[str, list[dict]]) -> dict:
     instruction = pod.instruction
     return {
         "name": str(instruction.pod),
@@ -132,7 +133,7 @@ def pod_json(pod: PodAssembly, ids: dict[str, str], files: dict[str, list[dict]]
             for v in pod.volumes
         ],
         "files": [os.path.basename(f) for f in pod.rule.files],
-        "manifest": pod_manifest(pod, ids),
+        "manifest": pod_manifest(pod, ids, apps),
     }
 
 
@@ -149,6 +150,7 @@ def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
     if final.is_dir():
         return
     ids = {b.name: image_id(root, b) for b in pod.images}
+    apps = {b.name: imaging.read_manifest(root.image_dir(b.rule.label, b.version)).get("app") for b in pod.images}
     with atomic.building_dir(final) as tmp:
         for build in pod.images:
             target = root.image_dir(build.rule.label, build.version)
@@ -156,7 +158,7 @@ def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
         files = {v.mount.name: _link_volume(root, pod, v, final, tmp) for v in pod.volumes}
         for relative in pod.rule.files:
             _copy_file(root, pod, relative, tmp)
-        atomic.write_file(tmp / POD_JSON, dumps(pod_json(pod, ids, files)))
+        atomic.write_file(tmp / POD_JSON, dumps(pod_json(pod, ids, apps, files)))
 
 
 def _link_volume(root: ReleaseRoot, pod: PodAssembly, volume: PodVolume, final: Path, tmp: Path) -> list[dict]:

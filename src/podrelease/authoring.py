@@ -211,10 +211,15 @@ def refuse_existing(root: ReleaseRoot, target: PodVersion) -> None:
             raise refuse(f"{shown}: version {target.version} is the same version as {root.shown(home / name)}")
 
 
-def write_instruction(root: ReleaseRoot, target: PodVersion, document: dict, build_files: list) -> Path:
-    """Plan it (the rule exists, pins belong to it), then make it appear whole, or not at all."""
+def check_instruction(root: ReleaseRoot, target: PodVersion, document: dict, build_files: list) -> None:
+    """Refuse it unless it is new and plans: its rule exists and its pins belong to that rule."""
     refuse_existing(root, target)
     make_plan(build_files, [_as_instruction(root, target, document)])
+
+
+def write_instruction(root: ReleaseRoot, target: PodVersion, document: dict, build_files: list) -> Path:
+    """Check it, then make it appear whole, or not at all."""
+    check_instruction(root, target, document, build_files)
     path = root.instruction(target.channel, target.pod, target.version)
     atomic.make_dirs(path.parent)
     atomic.sweep(path.parent)
@@ -265,6 +270,8 @@ def new_instruction(root: ReleaseRoot, target: PodVersion, from_version: str | N
         images = {pin.label: pin.version for pin in source.images}
         volumes = {pin.label: pin.version for pin in source.volumes}
         parameters = source.parameters
+    # the path, the rule and the pins are checked before git is asked anything
+    check_instruction(root, target, instruction_document(rule, None, False, images, volumes, parameters), build_files)
     revision = source_revision(root.shipyard)
     document = instruction_document(rule, revision.commit, revision.dirty, images, volumes, parameters)
     path = write_instruction(root, target, document, build_files)

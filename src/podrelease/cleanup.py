@@ -315,11 +315,11 @@ def _find_volumes(root: ReleaseRoot, found: Survey, labels: set[Label]) -> None:
 
 
 def _pending_needs(root: ReleaseRoot, found: Survey) -> tuple[set[Artifact], set[Label]]:
-    """What the instructions not released yet will use, and every volume label a rule names.
+    """Images and volumes still needed though no pod directory links them, and every volume label a rule names.
 
-    An image one of them needs must stay: it may be the very image a
-    promotion pinned, and rebuilding it from today's sources could give
-    another id.
+    Needed are what the instructions not released yet will use (an image
+    may be the very one a promotion pinned; rebuilt from today's sources it
+    could get another id), and every base image a build rule starts from.
     """
     build_files = rules.load_all(root)
     loaded = instructions.load_all(root.instruction_paths())
@@ -334,8 +334,16 @@ def _pending_needs(root: ReleaseRoot, found: Survey) -> tuple[set[Artifact], set
         instruction = pod.instruction
         if instruction.yanked or (root.pod_dir(instruction.channel, instruction.pod, instruction.version) / POD_JSON).is_file():
             continue
-        needed |= {Artifact(IMAGE, b.rule.label, b.version) for b in pod.images}
+        for build in pod.images:
+            while build is not None:  # an image and the bases it is built from
+                needed.add(Artifact(IMAGE, build.rule.label, build.version))
+                build = build.base
         needed |= {Artifact(VOLUME, v.mount.label, v.version) for v in pod.volumes}
+    # a rule's `from: <label>@<version>` names a base image: rebuilt from today's sources it could differ
+    needed |= {
+        Artifact(IMAGE, rule.base, rule.base_version)
+        for b in build_files for rule in b.images.values() if rule.base is not None
+    }
     labels = {m.label for b in build_files for p in b.pods.values() for m in p.volumes}
     return needed, labels
 
@@ -420,14 +428,12 @@ def cleanup(root: ReleaseRoot, options: Options, say: Say) -> Decision:
     """Survey, decide, and (unless a dry run) remove; return what was (or would be) removed."""
     if options.keep < 0:
         raise refuse(f"--keep must be 0 or more (got {options.keep})")
-    # a dry run writes nothing, not even a lock file
+    # a refusal or a dry run writes nothing, not even a lock file: check first, lock after
+    found = checked_survey(root, options)
     with nullcontext() if options.dry_run else locking.holding(root.path, "cleanup"):
         if not options.dry_run:
             sweep_leftovers(root)
-        found = survey(root)
-        unknown = unknown_protections(found, options.protect)
-        if unknown:
-            raise refuse(f"--protect {unknown[0]} names no released pod version")
+            found = checked_survey(root, options)  # as it is now that no other cleanup runs
         decision = decide(found, options.keep, options.protect, options.volumes)
         if options.dry_run:
             for line in would_remove(root, decision):
@@ -435,6 +441,14 @@ def cleanup(root: ReleaseRoot, options: Options, say: Say) -> Decision:
         else:
             remove(root, decision, say)
         return decision
+
+
+def checked_survey(root: ReleaseRoot, options: Options) -> Survey:
+    found = survey(root)
+    unknown = unknown_protections(found, options.protect)
+    if unknown:
+        raise refuse(f"--protect {unknown[0]} names no released pod version")
+    return found
 
 
 def would_remove(root: ReleaseRoot, decision: Decision) -> list[str]:

@@ -24,6 +24,7 @@ from .names import quoted
 MAX_BYTES = 1 << 20
 MAX_VALUES = 50_000
 MAX_DEPTH = 64
+SHALLOW_BYTES = 16 * 1024  # too small to hold MAX_VALUES nodes
 
 Where = tuple  # a path into the document: keys and list indexes
 
@@ -130,6 +131,8 @@ def _check_shape(text: str, shown_as: str) -> None:
     level in C: a megabyte of `[` overflows the stack and kills the process.
     Walking the events first keeps composing shallow and its memory bounded.
     """
+    if _surely_small(text):
+        return
     depth = nodes = 0
     for event in yaml.parse(text, Loader=yaml.CSafeLoader):
         if isinstance(event, yaml.NodeEvent):
@@ -142,6 +145,16 @@ def _check_shape(text: str, shown_as: str) -> None:
                 raise UserError(shown_as, event.start_mark.line + 1, f"document is nested deeper than {MAX_DEPTH} levels")
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
+
+
+def _surely_small(text: str) -> bool:
+    """Whether `text` cannot be too deep or too big, without parsing it twice.
+
+    Every collection starts at one of `[{-?:`, so a file with at most
+    MAX_DEPTH of them cannot nest deeper; a file of SHALLOW_BYTES has far
+    fewer than MAX_VALUES nodes. Most release files pass this and are parsed once.
+    """
+    return len(text) <= SHALLOW_BYTES and sum(map(text.count, "[{-?:")) <= MAX_DEPTH
 
 
 class _Walk:

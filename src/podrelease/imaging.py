@@ -139,12 +139,14 @@ def build_image(
     image_dir: Path,
     env: Mapping[str, str] | None = None,
     base: Path | None = None,
+    source: dict | None = None,
 ) -> str:
     """Build `image_dir` (image.aci, sha512, build.json) atomically; return the sha512 hex.
 
     `env` is the command's environment (default: ours), plus `ROOTFS`.
     `base` is the built image directory of the rule's `from:`, whose rootfs
-    the rule's entries are laid over. The rootfs is checked before anything
+    the rule's entries are laid over. `source` (which revision the rule and
+    its files came from) is recorded in build.json as it is. The rootfs is checked before anything
     is written, so a mistake in the rule leaves no trace.
     """
     manifest = manifest_bytes(image_manifest(rule, version))
@@ -162,6 +164,8 @@ def build_image(
             _remove_tree(extracted)
         atomic.write_file(tmp / SHA512_FILE, f"{sha512}\n".encode())
         record = build_record(rule, version, sha512, tree, digests, aci_hash.hexdigest())
+        if source:
+            record["source"] = source
         atomic.write_file(tmp / BUILD_RECORD_FILE, json.dumps(record, sort_keys=True, indent=2).encode() + b"\n")
     return sha512
 
@@ -337,6 +341,15 @@ def _add_directory(tree: Tree, parts: tuple[str, ...], directory: str, origin: s
                 _place(tree, child_parts, node, fail)
                 if node.kind == "dir":
                     pending.append((child_parts, child.path, child_origin))
+
+
+def read_manifest(image_dir: Path) -> dict:
+    """A built image's manifest: the first member of its tar, so only a few KiB are read."""
+    with gzip.open(image_dir / IMAGE_FILE) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
+        member = tar.next()
+        if member is None or member.name != "manifest" or not member.isfile():
+            raise UserError(str(image_dir / IMAGE_FILE), None, "image has no manifest first; run doit verify")
+        return json.load(tar.extractfile(member))
 
 
 # -- base images ---------------------------------------------------------------

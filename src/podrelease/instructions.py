@@ -53,6 +53,7 @@ class Instruction:
     rule: Label  # the pod rule; the pod's own label unless `rule:` says otherwise
     rule_line: int | None
     revision: str | None = None
+    revision_line: int | None = None
     dirty: bool = False  # `revision` had uncommitted changes on top (`doit new` records it)
     images: tuple[Pin, ...] = ()
     volumes: tuple[Pin, ...] = ()
@@ -83,6 +84,7 @@ def load_instruction(where: InstructionPath) -> Instruction:
         rule=rule,
         rule_line=doc.line(("rule",)) if "rule" in top else None,
         revision=fields.optional_text(("revision",), "revision"),
+        revision_line=doc.line(("revision",)) if "revision" in top else None,
         dirty=fields.flag(("dirty",), "dirty") if top.get("dirty") is not None else False,
         images=_pins(fields, "images"),
         volumes=_pins(fields, "volumes"),

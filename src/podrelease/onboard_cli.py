@@ -49,6 +49,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _timeout(text: str) -> float:
+    value = _positive(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("a timeout must be more than 0 seconds")
+    return value
+
+
 def _attempts(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
@@ -75,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--attempts", type=_attempts, default=4, help="HTTP tries per file (default 4)")
     deploy.add_argument("--retry-delay", metavar="SECONDS", type=_positive, default=0.2,
                         help="wait before the first HTTP retry, doubled each time (default 0.2)")
-    deploy.add_argument("--timeout", metavar="SECONDS", type=_positive, default=30.0,
+    deploy.add_argument("--timeout", metavar="SECONDS", type=_timeout, default=30.0,
                         help="HTTP connect and read timeout (default 30)")
     progress = deploy.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,

@@ -216,7 +216,8 @@ class Store:
             yield True
 
     def _staging(self, what: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{what}-", dir=self.root))
+        # `.tmp-<what>-<pid>-<random>`: the naming `atomic.sweep` reads the owner's pid from
+        return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{what}-{os.getpid()}-", dir=self.root))
 
     # -- reading the store -------------------------------------------------
 
@@ -358,8 +359,7 @@ class Store:
         if not history:
             path.unlink(missing_ok=True)
             return
-        tmp = pod_dir / f"{TMP_PREFIX}{HISTORY}-{os.getpid()}"
-        tmp.unlink(missing_ok=True)
+        tmp = pod_dir / f"{TMP_PREFIX}history-{os.getpid()}-{os.urandom(4).hex()}"
         _write_new(tmp, _json_bytes(history))
         os.replace(tmp, path)
 
@@ -396,6 +396,9 @@ class Store:
         raw = source.read_pod_json(MAX_POD_JSON)
         pod = parse_pod_json(raw, source.describe("pod.json"))
         label, version = pod.label, pod.version
+        if version == CURRENT:
+            raise OnboardError(f"{source.describe('pod.json')}: version 'current' is reserved by ops-onboard "
+                               "(DIR/pods/<label_path>/<pod>/current names the active version)")
         final = self.version_dir(label, version)
         self._check_no_conflict(label, version)
         checks = _ImageChecks()

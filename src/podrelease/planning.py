@@ -7,7 +7,7 @@ instructions naming the same version) is found before anything is built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .errors import UserError, UserErrors
 from .instructions import Instruction, Parameters, Pin
@@ -24,6 +24,16 @@ class ImageBuild:
     @property
     def name(self) -> str:
         return self.rule.label.join(self.version)
+
+
+@dataclass(frozen=True)
+class ImageRevision:
+    """The recorded revision an image version is built from, and who asked for it."""
+
+    revision: str
+    shown: str  # the instruction naming it
+    line: int | None
+    owner: bool  # the instruction's pod version is the image version
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,7 @@ class Plan:
     pods: dict[str, PodAssembly]
     tips: dict[str, TipUpdate]
     releases: dict[str, Release]
+    revisions: dict[str, ImageRevision] = field(default_factory=dict)  # image build name ->
 
 
 def make_plan(
@@ -159,7 +170,9 @@ def _add_release(plan: Plan, instruction: Instruction, images: dict, pods: dict,
     for label in rule.images:
         if label not in images:
             raise UserError(rule.shown, rule.image_line(label), f"pod {rule.label} uses image {label}, which no build file defines")
-        pod_images.append(_image_build(plan, images, label, _version(instruction, instruction.images, label)))
+        build = _image_build(plan, images, label, _version(instruction, instruction.images, label))
+        _choose_revision(plan, build, instruction)
+        pod_images.append(build)
     pod_volumes = []
     for mount in rule.volumes:
         version = _version(instruction, instruction.volumes, mount.label)
@@ -196,6 +209,23 @@ def _image_build(plan: Plan, images: dict, label: Label, version: str) -> ImageB
         base = _image_build(plan, images, rule.base, rule.base_version) if rule.base else None
         plan.images[name] = ImageBuild(rule, version, base)
     return plan.images[name]
+
+
+def _choose_revision(plan: Plan, build: ImageBuild, instruction: Instruction) -> None:
+    """Which instruction's revision builds an image version (and its bases).
+
+    The instruction whose pod version is the image version introduced it and
+    wins; one that only pins an existing version counts only if no other
+    does. Otherwise the first instruction, by path, decides.
+    """
+    if instruction.revision is None:
+        return
+    choice = ImageRevision(instruction.revision, instruction.shown, instruction.revision_line, build.version == instruction.version)
+    while build is not None:
+        known = plan.revisions.get(build.name)
+        if known is None or (choice.owner and not known.owner):
+            plan.revisions[build.name] = choice
+        build = build.base
 
 
 def _version(instruction: Instruction, pins: tuple[Pin, ...], label: Label) -> str:

@@ -159,8 +159,6 @@ def _parse(doc: object, raw: bytes) -> PodJson:
     assert isinstance(doc, dict)
     label = _label(doc["name"], "name")
     version = _checked(check_version, doc["version"], "version")
-    if version == "current":
-        raise PodJsonError("version 'current' is reserved by ops-onboard (it names the active version)")
     channel = _checked(check_segment, doc["channel"], "channel")
     revision = doc["revision"]
     if revision is not None and not isinstance(revision, str):

@@ -11,22 +11,26 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 
-from . import assembly, bundles, imaging, instructions, locking, rules
-from .errors import UserError
+from . import assembly, bundles, imaging, instructions, locking, revisions, rules
+from .errors import UserError, UserErrors
 from .layout import POD_JSON, ReleaseRoot
 from .onboard_errors import OnboardError
-from .planning import ImageBuild, Plan, PodAssembly, TipUpdate, VolumeCheck, make_plan
+from .planning import ImageBuild, Plan, PodAssembly, TipUpdate, VolumeCheck, effective_rule, make_plan
+from .rules import ImageRule
 from .reporting import ReleaseFailed, ReleaseReporter, exit_with
 
 __all__ = ["DOIT_CONFIG", "task_image", "task_volume", "task_pod", "task_tip", "task_release", "task_bundle"]
 
 
-def load_plan(root: ReleaseRoot) -> Plan:
+def load_plan(root: ReleaseRoot) -> tuple[Plan, dict]:
+    """The plan, and every image rule by label (for builds from older revisions)."""
     build_files = rules.load_all(root)
     loaded = instructions.load_all(root.instruction_paths())
-    return make_plan(build_files, loaded, channel_defaults(root, {i.channel for i in loaded}))
+    plan = make_plan(build_files, loaded, channel_defaults(root, {i.channel for i in loaded}))
+    return plan, {r.label: r for b in build_files for r in b.images.values()}
 
 
 def channel_defaults(root: ReleaseRoot, channels: set[str]) -> dict:
@@ -40,8 +44,36 @@ def channel_defaults(root: ReleaseRoot, channels: set[str]) -> dict:
 
 
 ROOT = ReleaseRoot.from_environment(Path.cwd())
+
+
+def image_built(build: ImageBuild) -> bool:
+    return os.path.isfile(ROOT.image_dir(build.rule.label, build.version) / "sha512")
+
+
+def resolve_revisions(plan: Plan) -> tuple[Path | None, dict[str, str]]:
+    """The commit each pending image is built from; a revision naming none is a user error.
+
+    Only images still to build need git: a no-op run asks it nothing.
+    """
+    pending = {name: choice for name, choice in plan.revisions.items() if not image_built(plan.images[name])}
+    checkout = revisions.checkout_of(ROOT.shipyard) if pending and not revisions.working_tree_forced() else None
+    if checkout is None:
+        return None, {}
+    commits, found, errors = {}, {}, []
+    for name, choice in sorted(pending.items()):
+        if choice.revision not in found:
+            found[choice.revision] = revisions.commit_of(checkout, choice.revision)
+        if found[choice.revision] is None:
+            errors.append(UserError(choice.shown, choice.line, f"revision {choice.revision!r} is not a commit of the git checkout at {checkout}"))
+        commits[name] = found[choice.revision]
+    if errors:
+        raise UserErrors(list({str(e): e for e in errors}.values()))
+    return checkout, commits
+
+
 try:
-    PLAN = load_plan(ROOT)
+    PLAN, IMAGE_RULES = load_plan(ROOT)
+    CHECKOUT, COMMITS = resolve_revisions(PLAN)
 except UserError as error:
     exit_with(error)
 
@@ -75,15 +107,39 @@ def guarded(work, *args):
 # ---------------------------------------------------------------- images
 
 
-def image_built(build: ImageBuild) -> bool:
-    return os.path.isfile(ROOT.image_dir(build.rule.label, build.version) / "sha512")
-
-
 def build_image(build: ImageBuild) -> None:
     with locking.holding(ROOT.path, f"image:{build.name}"):
-        if not image_built(build):
-            base = ROOT.image_dir(build.base.rule.label, build.base.version) if build.base else None
-            imaging.build_image(build.rule, build.version, ROOT.image_dir(build.rule.label, build.version), base=base)
+        if image_built(build):
+            return
+        base = ROOT.image_dir(build.base.rule.label, build.base.version) if build.base else None
+        target = ROOT.image_dir(build.rule.label, build.version)
+        commit = COMMITS.get(build.name)
+        if commit is None:
+            imaging.build_image(build.rule, build.version, target, base=base, source=working_tree_source(build))
+            return
+        build_file = ROOT.build_file(build.rule.label.path)
+        with revisions.folder_at(CHECKOUT, commit, build_file.parent) as folder:
+            rule = rule_at_revision(build, folder / build_file.name, commit)
+            imaging.build_image(rule, build.version, target, base=base, source={"revision": commit})
+
+
+def rule_at_revision(build: ImageBuild, build_file: Path, commit: str) -> ImageRule:
+    """The image's rule as its build file said at `commit` (inheriting from today's bases)."""
+    shown = f"{commit[:12]}:{ROOT.shown(ROOT.build_file(build.rule.label.path))}"
+    at_commit = rules.load_build_file(build_file, shown, build.rule.label.path).images
+    if build.rule.label.name not in at_commit:
+        raise UserError(shown, None, f"image {build.rule.label} is not defined at revision {commit[:12]}")
+    return effective_rule({**IMAGE_RULES, build.rule.label: at_commit[build.rule.label.name]}, build.rule.label)
+
+
+def working_tree_source(build: ImageBuild) -> dict | None:
+    """What build.json says when a recorded revision was skipped on purpose."""
+    choice = PLAN.revisions.get(build.name)
+    if choice is None or not revisions.working_tree_forced():
+        return None
+    warning = f"built from the working tree ({revisions.WORKING_TREE_ENV} is set), not from revision {choice.revision}"
+    sys.stderr.write(f"{choice.shown}: warning: image {build.rule.label} {build.version} {warning}\n")
+    return {"revision": choice.revision, "working_tree": True, "warning": warning}
 
 
 def task_image():

@@ -113,19 +113,28 @@ def write_tarball(entries: list[Entry], path: Path) -> None:
 
 
 def create_volume(root: ReleaseRoot, volume: VolumeVersion, source: Path) -> Created:
-    """`volumes/<label_path>/<name>/<version>/<name>.tar.gz`, or a refusal with nothing written."""
+    """`volumes/<label_path>/<name>/<version>/<name>.tar.gz`, or a refusal with nothing written.
+
+    Everything is checked before the lock is taken (a refusal leaves not
+    even a lock file), and the version is checked again under it.
+    """
     if not source.is_dir():
         raise refuse(f"{source} is not a directory")
     final = root.volume_dir(volume.label, volume.version)
+    _refuse_existing(root, final)
+    entries = tar_entries(source)
+    name = volume.label.name + TARBALL_SUFFIX
     with locking.holding(root.path, volume.lock):
-        if os.path.lexists(final):
-            raise refuse(f"{root.shown(final)}/ already exists; volumes are never overwritten (create a new version)")
+        _refuse_existing(root, final)
         try:
-            entries = tar_entries(source)
-            name = volume.label.name + TARBALL_SUFFIX
             with atomic.building_dir(final) as tmp:
                 write_tarball(entries, tmp / name)
         except SourceChangedError as err:
             raise refuse(f"{err}; nothing was created") from None
     tarball = final / name
     return Created(tarball, sha512_file(tarball), len(entries))
+
+
+def _refuse_existing(root: ReleaseRoot, final: Path) -> None:
+    if os.path.lexists(final):
+        raise refuse(f"{root.shown(final)}/ already exists; volumes are never overwritten (create a new version)")
