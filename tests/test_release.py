@@ -326,3 +326,20 @@ def test_bundle_task_releases_the_pod_then_writes_a_bundle_without_links(example
     assert found == expected
     assert not any(p.is_symlink() for p in bundle.rglob("*"))
     assert os.readlink(example / "channels/prod/infra/db/pg/tip") == "1.10.0"
+
+
+def test_plain_doit_checks_every_pending_volume_before_building_any_image(example):
+    shutil.rmtree(example / "volumes/infra/db/pgdata")
+    line = one_line_error(doit(example))
+    assert line.startswith("volumes/infra/db/pgdata/1.0.0/: volume //infra/db:pgdata version 1.0.0 is missing")
+    assert not (example / "images").exists()
+
+
+def test_a_bad_build_file_and_a_bad_instruction_are_both_reported(example):
+    (example / "shipyard/web/build.yaml").write_text("images: []\n")
+    (example / "channels/prod/infra/db/pg/1.9.0.yaml").write_text("imagez: {}\n")
+    result = doit(example)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith("shipyard/web/build.yaml:1: ") for line in lines), lines
+    assert any(line.startswith("channels/prod/infra/db/pg/1.9.0.yaml:1: unknown key 'imagez'") for line in lines), lines

@@ -23,6 +23,21 @@ class UserError(Exception):
         return f"{where}: {self.message}"
 
 
+def collect(*loaders):
+    """Run each loader; raise every mistake they all found, one line each, or return their results."""
+    results, errors = [], []
+    for loader in loaders:
+        try:
+            results.append(loader())
+        except UserErrors as err:
+            errors.extend(err.errors)
+        except UserError as err:
+            errors.append(err)
+    if errors:
+        raise UserErrors(errors)
+    return results
+
+
 class UserErrors(UserError):
     """Several files with mistakes: each gets its own line."""
 

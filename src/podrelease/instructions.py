@@ -110,8 +110,9 @@ def load_channel_defaults(path: Path, shown: str) -> Parameters:
 
 
 def _label(fields: Fields, where, default_path: str) -> Label:
+    text = fields.text(where, where[-1])  # names the key: "rule must be a string"
     try:
-        return Label.parse(fields.text(where, "label"), default_path=default_path)
+        return Label.parse(text, default_path=default_path)
     except ValueError as err:
         raise fields.doc.error(where, str(err)) from None
 

@@ -15,20 +15,22 @@ import sys
 from pathlib import Path
 
 from . import assembly, bundles, imaging, instructions, locking, revisions, rules
-from .errors import UserError, UserErrors
+from .errors import UserError, UserErrors, collect
 from .layout import POD_JSON, ReleaseRoot
 from .onboard_errors import OnboardError
 from .planning import ImageBuild, Plan, PodAssembly, TipUpdate, VolumeCheck, effective_rule, make_plan
 from .rules import ImageRule
 from .reporting import ReleaseFailed, ReleaseReporter, exit_with
 
-__all__ = ["DOIT_CONFIG", "task_image", "task_volume", "task_pod", "task_tip", "task_release", "task_bundle"]
+__all__ = ["DOIT_CONFIG", "task__volumes", "task_image", "task_volume", "task_pod", "task_tip", "task_release", "task_bundle"]
 
 
 def load_plan(root: ReleaseRoot) -> tuple[Plan, dict]:
     """The plan, and every image rule by label (for builds from older revisions)."""
-    build_files = rules.load_all(root)
-    loaded = instructions.load_all(root.instruction_paths())
+    build_files, loaded = collect(
+        lambda: rules.load_all(root),
+        lambda: instructions.load_all(root.instruction_paths()),
+    )
     plan = make_plan(build_files, loaded, channel_defaults(root, {i.channel for i in loaded}))
     return plan, {r.label: r for b in build_files for r in b.images.values()}
 
@@ -78,7 +80,7 @@ except UserError as error:
     exit_with(error)
 
 DOIT_CONFIG = {
-    "default_tasks": ["release"],
+    "default_tasks": ["_volumes", "release"],
     "backend": "podrelease",  # sqlite3, one query to load, safe for concurrent runs
     "dep_file": str(ROOT.path / ".doit.db"),
     "reporter": ReleaseReporter,
@@ -165,6 +167,17 @@ def require_volume(check: VolumeCheck) -> None:
         raise assembly.missing_volume(ROOT, check.label, check.version, check.needed_by)
 
 
+def task__volumes():
+    """Check the volumes of every pending release first: a missing one stops plain `doit` before any build."""
+    pending = sorted({
+        f"volume:{v.mount.label.join(v.version)}"
+        for pod in PLAN.pods.values()
+        if not pod.instruction.yanked and not os.path.isfile(pod_json_path(pod))
+        for v in pod.volumes
+    })
+    return {"actions": None, "task_dep": pending, "uptodate": [True]}
+
+
 def task_volume():
     """Check one volume version exists (releases never create volumes)."""
     for check in PLAN.volumes.values():
@@ -178,8 +191,10 @@ def task_volume():
 # ---------------------------------------------------------------- pods
 
 
-def pod_json_path(pod: PodAssembly) -> Path:
-    return ROOT.pod_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version) / POD_JSON
+@functools.cache
+def pod_json_path(pod: PodAssembly) -> str:
+    """Asked by the pod, release and bundle tasks of every instruction: made once."""
+    return str(ROOT.pod_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version) / POD_JSON)
 
 
 def task_pod():
@@ -264,17 +279,20 @@ def released(pod_json: str, tip: TipUpdate, yanked: bool) -> bool:
 def task_release():
     """Release one instruction: its volumes, images and pod, then its tip."""
     for release in PLAN.releases.values():
-        pod_json = str(pod_json_path(release.pod))
+        pod_json = pod_json_path(release.pod)
         instruction = release.pod.instruction
         # a yanked version only leaves the running for tip: nothing is built for it
         assembled = instruction.yanked or os.path.isfile(pod_json)
+        # released now stays released during the run (a newer pod only moves
+        # tip past it); only a pending release needs asking again when it runs
+        done = assembled and TIPS.is_current(release.tip)
         yield {
             "name": release.name,
             "doc": f"yanked: {instruction.reason or 'no reason given'}" if instruction.yanked else instruction.shown,
             # each release moves tip itself: several versions of one pod
             # released in one run must each see the others on disk
             "actions": [guarded(move_tip, release.tip)],
-            "uptodate": [functools.partial(released, pod_json, release.tip, instruction.yanked)],
+            "uptodate": [True if done else functools.partial(released, pod_json, release.tip, instruction.yanked)],
             # an assembled pod is immutable: only its tip may still need moving
             "task_dep": [] if assembled else [f"pod:{release.name}"],
         }
@@ -287,7 +305,7 @@ def write_bundle(pod: PodAssembly) -> None:
     bundle = ROOT.bundle_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
     with locking.holding(ROOT.path, f"bundle:{pod.name}"):
         if not bundle.is_dir():
-            bundles.write_bundle(pod_json_path(pod).parent, bundle)
+            bundles.write_bundle(Path(pod_json_path(pod)).parent, bundle)
 
 
 def task_bundle():
