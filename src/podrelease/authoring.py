@@ -103,9 +103,12 @@ def source_revision(shipyard: Path) -> Revision:
         return Revision(None, note="git is not installed; no revision written")
     if head.returncode != 0:
         inside = _git(shipyard, "rev-parse", "--is-inside-work-tree")
-        if inside.returncode != 0 or inside.stdout.strip() != "true":
-            return Revision(None, note="shipyard/ is not in a git checkout; no revision written")
-        return Revision(None, note="the git checkout of shipyard/ has no commit yet; no revision written")
+        if inside.returncode == 0 and inside.stdout.strip() == "true":
+            return Revision(None, note="the git checkout of shipyard/ has no commit yet; no revision written")
+        said = inside.stderr.strip().splitlines()
+        if said and "not a git repository" not in said[-1]:  # e.g. git refusing a checkout of another owner
+            return Revision(None, note=f"git cannot read the checkout of shipyard/ ({said[-1]}); no revision written")
+        return Revision(None, note="shipyard/ is not in a git checkout; no revision written")
     status = _git(shipyard, "status", "--porcelain", "--untracked-files=normal", "--", ".")
     if status.returncode != 0:
         raise refuse(f"git status failed in {shipyard}: {status.stderr.strip() or status.returncode}")
@@ -113,10 +116,14 @@ def source_revision(shipyard: Path) -> Revision:
 
 
 def _git(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["git", *args], cwd=folder, capture_output=True, text=True, timeout=GIT_TIMEOUT,
-        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},  # status must not write the index
-    )
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=folder, capture_output=True, text=True, timeout=GIT_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},  # status must not write the index
+        )
+    except subprocess.TimeoutExpired:
+        raise refuse(f"git {args[0]} did not finish within {GIT_TIMEOUT} s in {folder}") from None
 
 
 # ---------------------------------------------------------------- the document

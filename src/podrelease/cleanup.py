@@ -201,7 +201,12 @@ def _walk_channels(root: ReleaseRoot, found: Survey) -> None:
         dirnames.sort()
         if POD_JSON in filenames or folder.name.startswith(atomic.TMP_PREFIX):
             dirnames[:] = []
-            found.refs[root.shown(folder)] = frozenset(_references(root, folder))
+            try:
+                found.refs[root.shown(folder)] = frozenset(_references(root, folder))
+            except FileNotFoundError:
+                if not folder.name.startswith(atomic.TMP_PREFIX):
+                    raise
+                continue  # a running release renamed it into place after the walk listed it
             if POD_JSON in filenames and not folder.name.startswith("."):
                 homes.setdefault(folder.parent, []).append(folder.name)
     for home, versions in sorted(homes.items()):
@@ -332,7 +337,10 @@ def _pending_needs(root: ReleaseRoot, found: Survey) -> tuple[set[Artifact], set
     needed: set[Artifact] = set()
     for pod in plan.pods.values():
         instruction = pod.instruction
-        if instruction.yanked or (root.pod_dir(instruction.channel, instruction.pod, instruction.version) / POD_JSON).is_file():
+        walked = pod_dir_key(PodRelease(instruction.channel, instruction.pod, instruction.version)) in found.refs
+        # a pod directory the walk did not see counts as pending, even if a
+        # running release has assembled it since: its images are needed
+        if instruction.yanked or walked:
             continue
         for build in pod.images:
             while build is not None:  # an image and the bases it is built from

@@ -212,7 +212,10 @@ class RootCommand(Command):
             return USAGE_ERROR
         except UserError as err:
             for one in getattr(err, "errors", [err]):
-                self.error(one.message) if one.path is None else sys.stderr.write(f"{one}\n")
+                if one.path is None:
+                    self.error(one.message)
+                else:
+                    sys.stderr.write(f"{one}\n")
             return REFUSED
         except OSError as err:
             where = f"{err.filename}: " if err.filename else ""
