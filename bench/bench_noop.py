@@ -9,7 +9,6 @@ N, so the ratio holds on a noisy shared machine. Goal: at most 1.5x.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile

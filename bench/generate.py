@@ -71,7 +71,7 @@ def generate(root: Path, instructions: int, channels: int = 2, versions: int = 1
                     f"revision: r{version}\n"
                     f"images: {{//{label_path}:{name}: {image_version}}}\n"
                     f"volumes: {{//{label_path}:{name}-data: 1.0.0}}\n"
-                    + (f"parameters: {{args: [--verbose]}}\n" if channel == 0 else "")
+                    + ("parameters: {args: [--verbose]}\n" if channel == 0 else "")
                 )
                 made += 1
     return root

@@ -26,7 +26,7 @@ from . import atomic, instructions, rules
 from .errors import UserError
 from .instructions import Instruction, Parameters, Pin
 from .layout import INSTRUCTION_SUFFIX, POD_JSON, InstructionPath, ReleaseRoot
-from .names import Label, check_ac_name, check_label_path, check_segment, check_version, quoted, version_key
+from .names import Label, PodVersion, check_ac_name, check_label_path, check_segment, check_version, quoted, version_key
 from .onboard_errors import OnboardError
 from .planning import make_plan
 from .podjson import PodJson, parse_pod_json
@@ -41,18 +41,6 @@ def refuse(message: str) -> UserError:
 
 
 # ---------------------------------------------------------------- what a command names
-
-
-@dataclass(frozen=True)
-class PodVersion:
-    """`<channel>/<label_path>/<pod>/<version>`: one version of a pod in a channel."""
-
-    channel: str
-    pod: Label
-    version: str
-
-    def __str__(self) -> str:
-        return f"{self.channel}/{self.pod.join(self.version)}"
 
 
 def parse_pod_version(text: str) -> PodVersion:

@@ -39,7 +39,7 @@ from . import atomic, imaging, instructions, locking, rules
 from .authoring import parse_pod_version, refuse
 from .errors import UserError
 from .layout import POD_JSON, TIP, ReleaseRoot
-from .names import Label, check_ac_name, check_label_path, check_segment, check_version, version_key
+from .names import Label, PodVersion, check_ac_name, check_label_path, check_segment, check_version, version_key
 from .planning import make_plan
 
 IMAGE = "image"
@@ -80,16 +80,6 @@ class PodVersions:
     tip: str | None
 
 
-@dataclass(frozen=True, order=True)
-class PodRelease:
-    channel: str
-    pod: Label
-    version: str
-
-    def __str__(self) -> str:
-        return f"{self.channel}/{self.pod.join(self.version)}"
-
-
 @dataclass(frozen=True)
 class Protect:
     """`--protect`: `<channel>/<label_path>/<pod>/<version>`, or a bare version (every channel and pod)."""
@@ -98,7 +88,7 @@ class Protect:
     channel: str | None = None
     pod: Label | None = None
 
-    def covers(self, release: PodRelease) -> bool:
+    def covers(self, release: PodVersion) -> bool:
         return self.version == release.version and (
             self.channel is None or (self.channel, self.pod) == (release.channel, release.pod)
         )
@@ -119,7 +109,7 @@ class Survey:
 
 @dataclass(frozen=True)
 class Decision:
-    pods: tuple[PodRelease, ...]
+    pods: tuple[PodVersion, ...]
     artifacts: tuple[Artifact, ...]  # images, and volumes if asked for
     kept_volumes: tuple[Artifact, ...]  # volumes nothing refers to, kept without --volumes
     kept_pods: int
@@ -142,7 +132,7 @@ def parse_protect(text: str) -> Protect:
 # ---------------------------------------------------------------- deciding (pure)
 
 
-def pod_dir_key(release: PodRelease) -> str:
+def pod_dir_key(release: PodVersion) -> str:
     """How `Survey.refs` names a release's pod directory."""
     return f"channels/{release.channel}/{release.pod.join(release.version)}"
 
@@ -150,12 +140,12 @@ def pod_dir_key(release: PodRelease) -> str:
 def decide(survey: Survey, keep: int, protect: Iterable[Protect] = (), volumes: bool = False) -> Decision:
     """What goes: old versions per channel and pod, then the artifacts nothing needs any more."""
     protect = tuple(protect)
-    doomed: list[PodRelease] = []
+    doomed: list[PodVersion] = []
     kept = 0
     for pod in survey.pods:
         newest_first = sorted(pod.released, key=version_key, reverse=True)
         for rank, version in enumerate(newest_first):
-            release = PodRelease(pod.channel, pod.pod, version)
+            release = PodVersion(pod.channel, pod.pod, version)
             if rank < keep or version == pod.tip or any(p.covers(release) for p in protect):
                 kept += 1
             else:
@@ -173,7 +163,7 @@ def decide(survey: Survey, keep: int, protect: Iterable[Protect] = (), volumes: 
 
 def unknown_protections(survey: Survey, protect: Iterable[Protect]) -> list[Protect]:
     """Protections that name no released version: a typo must not protect nothing silently."""
-    releases = [PodRelease(p.channel, p.pod, v) for p in survey.pods for v in p.released]
+    releases = [PodVersion(p.channel, p.pod, v) for p in survey.pods for v in p.released]
     return [p for p in protect if not any(p.covers(r) for r in releases)]
 
 
@@ -337,7 +327,7 @@ def _pending_needs(root: ReleaseRoot, found: Survey) -> tuple[set[Artifact], set
     needed: set[Artifact] = set()
     for pod in plan.pods.values():
         instruction = pod.instruction
-        walked = pod_dir_key(PodRelease(instruction.channel, instruction.pod, instruction.version)) in found.refs
+        walked = pod_dir_key(PodVersion(instruction.channel, instruction.pod, instruction.version)) in found.refs
         # a pod directory the walk did not see counts as pending, even if a
         # running release has assembled it since: its images are needed
         if instruction.yanked or walked:
@@ -374,7 +364,7 @@ def remove(root: ReleaseRoot, decision: Decision, say: Say) -> None:
                 say(f"removed {root.shown(path)}/")
 
 
-def _remove_release(root: ReleaseRoot, release: PodRelease, say: Say) -> None:
+def _remove_release(root: ReleaseRoot, release: PodVersion, say: Say) -> None:
     """Instruction first, then the pod directory; never the version tip points at."""
     tip = root.tip(release.channel, release.pod)
     with locking.holding(root.path, f"tip:{release.channel}/{release.pod.join()}"):

@@ -124,3 +124,15 @@ def version_key(version: str) -> tuple:
     except InvalidVersion:
         runs = re.findall(r"\d+|[^\d]+", version)
         return (0, Version("0"), tuple((1, int(r), "") if r.isdigit() else (0, 0, r) for r in runs))
+
+
+@dataclass(frozen=True, order=True)
+class PodVersion:
+    """`<channel>/<label_path>/<pod>/<version>`: one version of a pod in a channel."""
+
+    channel: str
+    pod: Label
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.channel}/{self.pod.join(self.version)}"

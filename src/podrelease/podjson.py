@@ -149,12 +149,13 @@ def parse_pod_json(data: bytes, where: str) -> PodJson:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PodJsonError(f"{where}: not valid JSON: {e}") from None
     try:
-        return _parse(doc, data)
+        return parse_document(doc, data)
     except PodJsonError as e:
         raise PodJsonError(f"{where}: {e}") from None
 
 
-def _parse(doc: object, raw: bytes) -> PodJson:
+def parse_document(doc: object, raw: bytes = b"") -> PodJson:
+    """Check an already decoded pod.json against the spec's shape (PodJsonError if not)."""
     _obj(doc, TOP_KEYS, "pod.json")
     assert isinstance(doc, dict)
     label = _label(doc["name"], "name")

@@ -112,7 +112,7 @@ def extract(archive: Path, dest: Path, what: str, allow_symlinks: bool = True) -
             tar.extractall(dest, filter=_filter(what, allow_symlinks))
     except UnsafeArchiveError:
         raise
-    except tarfile.ReadError as e:
+    except tarfile.ReadError:
         raise UnsafeArchiveError(f"{what}: not a readable tar archive") from None
     except (tarfile.TarError, EOFError, OSError) as e:
         detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)

@@ -9,7 +9,6 @@ doit processes share it.
 
 from __future__ import annotations
 
-import sqlite3
 
 from doit.dependency import SqliteDB
 

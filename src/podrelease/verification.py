@@ -62,11 +62,12 @@ from .documents import load as load_yaml
 from .errors import UserError, UserErrors
 from .layout import CHANNEL_FILE, INSTRUCTION_SUFFIX, POD_JSON, TIP, InstructionPath, ReleaseRoot
 from .names import Label, check_ac_name, check_label_path, check_segment, check_version, version_key
+from .onboard_errors import PodJsonError
 from .planning import effective_rule, make_plan
+from .podjson import MAX_POD_JSON, parse_document
 
 CHUNK = 1 << 20  # bytes read, inflated and hashed at a time
 MANIFEST_HEAD = 1 << 16  # the first bytes of a tar kept to read its manifest (its first member)
-MAX_POD_JSON = 16 << 20
 MAX_BUILD_JSON = 64 << 20
 MAX_NAMED_CHANGES = 8  # changed inputs listed by name in one drift warning
 
@@ -74,13 +75,8 @@ ERROR = "error"
 WARNING = "warning"
 
 HEX512 = re.compile(r"[0-9a-f]{128}\Z")
-IMAGE_ID = re.compile(r"sha512-[0-9a-f]{128}\Z")
 IMAGE_FILES = (imaging.IMAGE_FILE, imaging.SHA512_FILE, imaging.BUILD_RECORD_FILE)
 
-TOP_KEYS = ("name", "version", "channel", "revision", "images", "volumes", "files", "manifest")
-IMAGE_KEYS = ("label", "name", "version", "id", "path")
-VOLUME_KEYS = ("label", "name", "version", "files")
-VOLUME_FILE_KEYS = ("path", "sha512")
 
 
 # ---------------------------------------------------------------- results
@@ -313,70 +309,6 @@ def _by_path(items) -> dict[str, dict]:
 
 
 # ---------------------------------------------------------------- pod.json shape (pure)
-
-
-def pod_json_shape(doc: object) -> str | None:
-    """The first way `doc` departs from the spec's pod.json shape, or None."""
-    problem = _keys(doc, TOP_KEYS, "pod.json")
-    if problem:
-        return problem
-    for key in ("name", "version", "channel"):
-        if not isinstance(doc[key], str):
-            return f"{key} must be a string"
-    if doc["revision"] is not None and not isinstance(doc["revision"], str):
-        return "revision must be a string or null"
-    for key in ("images", "volumes", "files"):
-        if not isinstance(doc[key], list):
-            return f"{key} must be a list"
-    for i, item in enumerate(doc["images"]):
-        problem = _keys(item, IMAGE_KEYS, f"images[{i}]") or _strings(item, IMAGE_KEYS, f"images[{i}]")
-        if problem:
-            return problem
-    for i, item in enumerate(doc["volumes"]):
-        problem = _keys(item, VOLUME_KEYS, f"volumes[{i}]") or _strings(item, VOLUME_KEYS[:3], f"volumes[{i}]")
-        if problem:
-            return problem
-        if not isinstance(item["files"], list):
-            return f"volumes[{i}].files must be a list"
-        for j, entry in enumerate(item["files"]):
-            what = f"volumes[{i}].files[{j}]"
-            problem = _keys(entry, VOLUME_FILE_KEYS, what) or _strings(entry, VOLUME_FILE_KEYS, what)
-            if problem:
-                return problem
-    for i, name in enumerate(doc["files"]):
-        if not isinstance(name, str):
-            return f"files[{i}] must be a string"
-    manifest = doc["manifest"]
-    if not isinstance(manifest, dict):
-        return "manifest must be an object"
-    if manifest.get("acKind") != "PodManifest":
-        return f"manifest.acKind is {manifest.get('acKind')!r}, not 'PodManifest'"
-    if not isinstance(manifest.get("acVersion"), str):
-        return "manifest.acVersion must be a string"
-    for key in ("apps", "volumes"):
-        value = manifest.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            return f"manifest.{key} must be a list of objects"
-    return None
-
-
-def _keys(value: object, keys: tuple[str, ...], what: str) -> str | None:
-    if not isinstance(value, dict):
-        return f"{what} must be an object"
-    missing = [k for k in keys if k not in value]
-    if missing:
-        return f"{what}: missing key {missing[0]!r}"
-    unknown = sorted(k for k in value if k not in keys)
-    if unknown:
-        return f"{what}: unknown key {unknown[0]!r}"
-    return None
-
-
-def _strings(value: dict, keys: tuple[str, ...], what: str) -> str | None:
-    for key in keys:
-        if not isinstance(value[key], str):
-            return f"{what}.{key} must be a string"
-    return None
 
 
 def _label_or_none(text: object) -> Label | None:
@@ -691,9 +623,10 @@ class _Verifier:
         except json.JSONDecodeError as err:
             self.report("pod", path, f"not valid JSON: {err.msg}", line=err.lineno)
             return
-        shape = pod_json_shape(doc)
-        if shape:
-            self.report("pod", path, f"does not match the spec: {shape}")
+        try:
+            parse_document(doc)
+        except PodJsonError as err:
+            self.report("pod", path, f"does not match the spec: {err}")
             return
         pod.doc = doc
         self.check_pod_fields(home, pod, path)
@@ -712,32 +645,17 @@ class _Verifier:
         if doc["channel"] != home.channel:
             self.report("pod", path, f"channel is {doc['channel']!r}, but it is in channel {home.channel!r}")
         names: dict[str, str] = {POD_JSON: POD_JSON}
+        # parse_document already vouched for labels, versions, ids, digests and volume paths;
+        # what is left is how podrelease itself lays a pod directory out
         for i, image in enumerate(doc["images"]):
-            label = _label_or_none(image["label"])
             what = f"images[{i}]"
-            if label is None:
-                self.report("pod", path, f"{what}.label {image['label']!r} is not a label")
-            elif image["name"] != label.name:
+            label = Label.parse(image["label"])
+            if image["name"] != label.name:
                 self.report("pod", path, f"{what}.name is {image['name']!r}, but its label is {label}")
-            if _version_or_none(image["version"]) is None:
-                self.report("pod", path, f"{what}.version {image['version']!r} is not a valid version")
-            if not IMAGE_ID.match(image["id"]):
-                self.report("pod", path, f"{what}.id {image['id']!r} is not sha512-<128 hex digits>")
             if image["path"] != f"{image['name']}/{imaging.IMAGE_FILE}":
                 self.report("pod", path, f"{what}.path is {image['path']!r}, not {image['name'] + '/' + imaging.IMAGE_FILE!r}")
             self._unique(names, image["name"], f"image {image['name']!r}", path)
-        for i, volume in enumerate(doc["volumes"]):
-            what = f"volumes[{i}]"
-            if _label_or_none(volume["label"]) is None:
-                self.report("pod", path, f"{what}.label {volume['label']!r} is not a label")
-            if _version_or_none(volume["version"]) is None:
-                self.report("pod", path, f"{what}.version {volume['version']!r} is not a valid version")
-            for j, entry in enumerate(volume["files"]):
-                inner = entry["path"].split("/")
-                if inner[0] != volume["name"] or len(inner) < 2 or any(p in ("", ".", "..") for p in inner):
-                    self.report("pod", path, f"{what}.files[{j}].path {entry['path']!r} is not a path inside {volume['name']}/")
-                if not HEX512.match(entry["sha512"]):
-                    self.report("pod", path, f"{what}.files[{j}].sha512 is not 128 hex digits")
+        for volume in doc["volumes"]:
             self._unique(names, volume["name"], f"volume {volume['name']!r}", path)
         for i, name in enumerate(doc["files"]):
             if not name or "/" in name or name in (".", ".."):
