@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import assembly, bundles, imaging, instructions, locking, revisions, rules
 from .errors import UserError, UserErrors, collect
+from .instruction_cache import InstructionCache
 from .layout import POD_JSON, ReleaseRoot
 from .onboard_errors import OnboardError
 from .planning import ImageBuild, Plan, PodAssembly, TipUpdate, VolumeCheck, effective_rule, make_plan
@@ -25,11 +26,11 @@ from .reporting import ReleaseFailed, ReleaseReporter, exit_with
 __all__ = ["DOIT_CONFIG", "task__volumes", "task_image", "task_volume", "task_pod", "task_tip", "task_release", "task_bundle"]
 
 
-def load_plan(root: ReleaseRoot) -> tuple[Plan, dict]:
+def load_plan(root: ReleaseRoot, cache: InstructionCache) -> tuple[Plan, dict]:
     """The plan, and every image rule by label (for builds from older revisions)."""
     build_files, loaded = collect(
         lambda: rules.load_all(root),
-        lambda: instructions.load_all(root.instruction_paths()),
+        lambda: instructions.load_all(root.instruction_paths(), cache.load),
     )
     plan = make_plan(build_files, loaded, channel_defaults(root, {i.channel for i in loaded}))
     return plan, {r.label: r for b in build_files for r in b.images.values()}
@@ -74,10 +75,12 @@ def resolve_revisions(plan: Plan) -> tuple[Path | None, dict[str, str]]:
 
 
 try:
-    PLAN, IMAGE_RULES = load_plan(ROOT)
+    CACHE = InstructionCache(ROOT)
+    PLAN, IMAGE_RULES = load_plan(ROOT, CACHE)
     CHECKOUT, COMMITS = resolve_revisions(PLAN)
 except UserError as error:
     exit_with(error)
+CACHE.save()  # only once everything loaded and planned: a mistake writes nothing
 
 DOIT_CONFIG = {
     "default_tasks": ["_volumes", "release"],
