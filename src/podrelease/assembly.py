@@ -65,8 +65,12 @@ def sha512_file(path: Path) -> str:
 # ---------------------------------------------------------------- pod.json (pure)
 
 
-def merged_app(image_app: dict, pod: PodAssembly) -> dict:
+def merged_app(image_app: dict, pod: PodAssembly, image: str) -> dict:
     """The image's appc app, then the pod rule, then channel parameters: later wins."""
+    extra = list(pod.rule.args) + list(pod.parameters.args)
+    if extra and not image_app.get("exec"):
+        # the args would become the whole exec: not a program, and not what anyone meant
+        raise UserError(pod.instruction.shown, None, f"args {extra} for image {image}, whose app has no exec to append them to")
     app = dict(image_app)
     app["exec"] = list(image_app.get("exec", ())) + list(pod.rule.args) + list(pod.parameters.args)
     environment = {e["name"]: e["value"] for e in image_app.get("environment", ())}
@@ -99,7 +103,7 @@ def pod_manifest(pod: PodAssembly, ids: dict[str, str], apps: dict[str, dict | N
             },
         }
         if apps[build.name] is not None:
-            runtime_app["app"] = merged_app(apps[build.name], pod)
+            runtime_app["app"] = merged_app(apps[build.name], pod, str(rule.label))
         if pod.volumes:
             runtime_app["mounts"] = [{"volume": v.mount.name, "path": v.mount.path} for v in pod.volumes]
         runtime_apps.append(runtime_app)
@@ -147,8 +151,15 @@ def dumps(document: dict) -> bytes:
 def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
     """Write the pod directory unless it already exists (pods are immutable)."""
     final = root.pod_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
-    if final.is_dir():
+    if (final / POD_JSON).is_file():
         return
+    if atomic.in_the_way(final):
+        # not ours: a pod directory appears whole, with its pod.json, or not at all
+        raise UserError(
+            root.shown(final) + "/", None,
+            f"is in the way of pod {pod.instruction.pod} {pod.instruction.version}: it has no {POD_JSON}, "
+            "so doit did not make it; move it away and run doit again",
+        )
     ids = {b.name: image_id(root, b) for b in pod.images}
     apps = {b.name: imaging.read_manifest(root.image_dir(b.rule.label, b.version)).get("app") for b in pod.images}
     with atomic.building_dir(final) as tmp:
@@ -217,6 +228,12 @@ def tip_target(root: ReleaseRoot, tip: TipUpdate) -> str | None:
 def update_tip(root: ReleaseRoot, tip: TipUpdate) -> None:
     target = tip_target(root, tip)
     link = root.tip(tip.channel, tip.pod)
+    if link.is_dir() and not link.is_symlink():
+        # a rename cannot replace a directory (e.g. a copy that followed the link)
+        raise UserError(
+            root.shown(link), None,
+            "is a directory, not the tip symlink doit maintains; move it away and run doit again",
+        )
     if target is None:
         if link.is_symlink():
             link.unlink()

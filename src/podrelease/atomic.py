@@ -45,6 +45,26 @@ def building_dir(final: Path) -> Iterator[Path]:
         raise
 
 
+def in_the_way(final: Path) -> bool:
+    """Whether something other than nothing or an empty directory sits at `final`.
+
+    Callers first check that their artifact is whole (its pod.json, its
+    sha512), then ask this. The rename in `building_dir` replaces an empty
+    directory (a stray `mkdir`) atomically, but anything else there would
+    be taken for a concurrent builder's finished work and the new artifact
+    silently dropped: a release that "succeeds" forever without its pod.json.
+    """
+    if os.path.islink(final):
+        return True
+    try:
+        with os.scandir(final) as entries:
+            return next(entries, None) is not None
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        return True
+
+
 def make_dirs(path: Path) -> None:
     """mkdir -p with mode 0755 whatever the umask: a web server may serve the root."""
     missing = []

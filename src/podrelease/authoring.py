@@ -301,6 +301,8 @@ def promote(root: ReleaseRoot, source: PodVersion, to_channel: str) -> Written:
         raise refuse(f"{source} is already in channel {to_channel}")
     released = _released_pod(root, source)
     instruction = _source_instruction(root, source)
+    if instruction is not None and instruction.yanked:
+        raise refuse(f"{source} is yanked ({instruction.reason or 'no reason given'}): promote a good version")
     build_files = rules.load_all(root)
     rule = instruction.rule if instruction is not None and instruction.rule != instruction.pod else None
     dirty = instruction.dirty if instruction is not None else False

@@ -21,7 +21,7 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from .atomic import ARTIFACT_DIR_MODE, ARTIFACT_FILE_MODE, building_dir
+from .atomic import ARTIFACT_DIR_MODE, ARTIFACT_FILE_MODE, building_dir, in_the_way
 from .errors import UserError
 from .integrity import AciIdCheck, Check, RecordingCheck, Sha512Check, check_sha512_file, copy_file_verified, verify_file
 from .onboard_errors import OnboardError
@@ -99,11 +99,15 @@ def _link_or_copy(src: Path, dest: Path, check: Check) -> None:
     verify_file(dest, check)
 
 
-def write_bundle(pod_dir: Path, bundle_dir: Path) -> None:
-    """Write the bundle of the pod directory `pod_dir` at `bundle_dir` (a no-op if it exists)."""
+def write_bundle(pod_dir: Path, bundle_dir: Path, shown: str | None = None) -> None:
+    """Write the bundle of the pod directory `pod_dir` at `bundle_dir` (a no-op if it exists).
+
+    `shown` is how messages name `bundle_dir` (e.g. relative to the release root)."""
     pod = _read_pod_json(pod_dir)
-    if bundle_dir.is_dir():
+    if (bundle_dir / "pod.json").is_file():
         return  # built artifacts are immutable
+    if in_the_way(bundle_dir):
+        raise UserError(f"{shown or bundle_dir}/", None, "is in the way of the bundle: it is not one (no pod.json); move it away")
     entries = bundle_entries(pod)
     sources = {rel: _resolve(pod_dir, rel) for rel in ["pod.json", *entries]}
     try:

@@ -149,6 +149,13 @@ def build_image(
     its files came from) is recorded in build.json as it is. The rootfs is checked before anything
     is written, so a mistake in the rule leaves no trace.
     """
+    if atomic.in_the_way(image_dir):
+        # callers build only when there is no sha512: whatever is there is not a whole image
+        raise UserError(
+            _shown_image_dir(rule, version, image_dir), None,
+            f"is in the way of image {rule.label} {version}: it has no {SHA512_FILE}, "
+            "so doit did not make it; move it away and run doit again",
+        )
     manifest = manifest_bytes(image_manifest(rule, version))
     tree = rootfs_tree(rule)
     aci_hash = hashlib.sha512()  # of image.aci as stored: lets `doit verify` see any changed byte
@@ -168,6 +175,12 @@ def build_image(
             record["source"] = source
         atomic.write_file(tmp / BUILD_RECORD_FILE, json.dumps(record, sort_keys=True, indent=2).encode() + b"\n")
     return sha512
+
+
+def _shown_image_dir(rule: ImageRule, version: str, image_dir: Path) -> str:
+    """`images/<label_path>/<image>/<version>/` as a release root shows it (else the path as given)."""
+    shown = f"images/{rule.label.join(version)}"
+    return f"{shown}/" if image_dir.as_posix().endswith(f"/{shown}") else f"{image_dir}/"
 
 
 def _build_from_sources(tree: Tree, manifest: bytes, tmp: Path, aci_hash=None) -> tuple[str, dict[str, str]]:

@@ -112,18 +112,29 @@ class Label:
         return "/".join(p for p in (self.path, self.name, *parts) if p)
 
 
+LEADING_RELEASE = re.compile(r"[vV]?(\d+(?:\.\d+)*)")
+
+
 @cache
 def version_key(version: str) -> tuple:
     """Order versions by their numeric parts: 1.10.0 > 1.9.0.
 
-    PEP 440 versions (the common case) order as `packaging` orders them; any
-    other version orders after them by its numeric and text runs.
+    PEP 440 versions (the common case) order as `packaging` orders them.
+    Any other version (`2.0.0-hotfix1`, `2024-01-15`) orders by its leading
+    numeric release among them, so `2.0.0-hotfix1` > `1.5.0` and
+    `2024-01-15` > `1.0`: a version with a suffix PEP 440 does not know
+    must not fall below every PEP 440 one, or tip and cleanup would treat
+    the newest release as the oldest. Such a version comes just before the
+    plain release it extends (as a semver pre-release would), and versions
+    with the same release order by their numeric and text runs.
     """
     try:
-        return (1, Version(version), ())
+        return (Version(version), 1, ())
     except InvalidVersion:
+        leading = LEADING_RELEASE.match(version)
+        release = Version(leading.group(1)) if leading else Version("0")
         runs = re.findall(r"\d+|[^\d]+", version)
-        return (0, Version("0"), tuple((1, int(r), "") if r.isdigit() else (0, 0, r) for r in runs))
+        return (release, 0, tuple((1, int(r), "") if r.isdigit() else (0, 0, r) for r in runs))
 
 
 @dataclass(frozen=True, order=True)

@@ -216,9 +216,12 @@ def _choose_revision(plan: Plan, build: ImageBuild, instruction: Instruction) ->
 
     The instruction whose pod version is the image version introduced it and
     wins; one that only pins an existing version counts only if no other
-    does. Otherwise the first instruction, by path, decides.
+    does. Otherwise the first instruction, by path, decides. Yanked
+    instructions take no part.
     """
-    if instruction.revision is None:
+    if instruction.revision is None or instruction.yanked:
+        # a yanked instruction builds nothing: its revision (perhaps the very
+        # reason it was yanked) must neither be looked up nor choose a build
         return
     choice = ImageRevision(instruction.revision, instruction.shown, instruction.revision_line, build.version == instruction.version)
     while build is not None:

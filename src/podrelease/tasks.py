@@ -276,6 +276,10 @@ def task_tip():
 
 
 def released(pod_json: str, tip: TipUpdate, yanked: bool) -> bool:
+    """Asked only of releases pending at load time, when they come up: their tip
+    target is computed afresh, since a worker process or thread may just have
+    assembled a pod this process's cache knows nothing of."""
+    TIPS.forget(tip)
     return (yanked or os.path.isfile(pod_json)) and TIPS.is_current(tip)
 
 
@@ -307,8 +311,7 @@ def task_release():
 def write_bundle(pod: PodAssembly) -> None:
     bundle = ROOT.bundle_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
     with locking.holding(ROOT.path, f"bundle:{pod.name}"):
-        if not bundle.is_dir():
-            bundles.write_bundle(Path(pod_json_path(pod)).parent, bundle)
+        bundles.write_bundle(Path(pod_json_path(pod)).parent, bundle, ROOT.shown(bundle))
 
 
 def task_bundle():
@@ -318,6 +321,6 @@ def task_bundle():
         yield {
             "name": pod.name,
             "actions": [guarded(write_bundle, pod)],
-            "uptodate": [os.path.isdir(bundle)],
+            "uptodate": [os.path.isfile(bundle / POD_JSON)],
             "task_dep": [f"release:{pod.name}"],
         }
