@@ -66,3 +66,12 @@ def test_a_run_that_reports_a_mistake_writes_no_cache(tmp_path):
     before = snapshot(root)
     assert doit(root).returncode != 0
     assert snapshot(root) == before
+
+
+def test_a_save_killed_halfway_leaves_a_temporary_the_next_save_removes(settled):
+    leftover = settled / ".podrelease" / ".tmp-instructions.pickle-999999-dead"
+    leftover.write_bytes(b"half")
+    (settled / CACHE).unlink()
+    doit(settled, "list", check=True)
+    assert not leftover.exists()
+    assert len(remembered(settled)) == 6

@@ -92,6 +92,19 @@ def replace_symlink(link: Path, target: str) -> None:
     fsync_dir(link.parent)
 
 
+def replace_file(path: Path, data: bytes, mode: int = ARTIFACT_FILE_MODE) -> None:
+    """Replace a small file atomically (state, not an artifact: it may change)."""
+    make_dirs(path.parent)
+    sweep(path.parent)
+    tmp = path.parent / f"{_tmp_prefix(path.name)}{os.urandom(4).hex()}"
+    try:
+        write_file(tmp, data, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_file(path: Path, data: bytes, mode: int = ARTIFACT_FILE_MODE) -> None:
     """Write a small file whose mode does not depend on the umask."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)

@@ -116,6 +116,24 @@ class Progress:
         self.stream.flush()
 
 
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only, and never from https down to http.
+
+    urllib follows redirects to ftp:// too: a server could send ops-onboard to talk
+    FTP to any host (and pod.json's other artifacts would be fetched from there), and
+    an https source could hand its unhashed pod files over to plain http.
+    """
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old_scheme = urllib.parse.urlsplit(req.full_url).scheme.lower()
+        new_scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if new_scheme not in ("http", "https") or (old_scheme == "https" and new_scheme == "http"):
+            fp.close()
+            raise FetchError(f"{req.full_url}: HTTP {code} redirect to {newurl} refused "
+                             "(only http:// and https:// are followed, never https:// to http://)")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class HttpFetcher:
     """GETs with bounded retries; streams bodies through a check to a file."""
 
@@ -124,7 +142,7 @@ class HttpFetcher:
         self.options = options
         self.stream = stream if stream is not None else sys.stderr
         self.sleep = sleep
-        self._opener = urllib.request.build_opener()
+        self._opener = urllib.request.build_opener(_RedirectHandler)
         self._opener.addheaders = [("User-Agent", USER_AGENT)]
 
     def _show_progress(self, total: int | None) -> bool:

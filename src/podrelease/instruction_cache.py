@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from . import __version__, documents, instructions
-from .atomic import make_dirs
+from .atomic import replace_file
 from .instructions import Instruction
 from .layout import InstructionPath, ReleaseRoot
 
@@ -68,11 +68,7 @@ class InstructionCache:
         entries = {k: v for k, v in self.seen.items() if max(v[0][0], v[0][1]) < settled}
         if entries == self.known or not entries:
             return
-        tmp = self.path.with_name(f".tmp-{self.path.name}-{os.getpid()}")
         try:
-            make_dirs(self.path.parent)
-            with open(tmp, "wb") as f:
-                pickle.dump((self.header, entries), f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, self.path)
+            replace_file(self.path, pickle.dumps((self.header, entries), protocol=pickle.HIGHEST_PROTOCOL))
         except OSError:
-            tmp.unlink(missing_ok=True)  # a read-only root just goes without
+            pass  # a read-only root just goes without

@@ -105,13 +105,24 @@ def _write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 def _make_dirs(top: Path, parts: tuple[str, ...]) -> Path:
-    """`top/parts...`, creating what is missing with mode 0755 whatever the umask."""
+    """`top/parts...`, creating what is missing with mode 0755 whatever the umask.
+
+    Never through a symbolic link: a volume tarball extracted earlier may have put one
+    where a later volume file's directory goes, and following it would place that file
+    wherever the link points, outside DIR.
+    """
     path = top
     for part in parts:
         path = path / part
-        if not path.is_dir():
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
             path.mkdir()
             os.chmod(path, 0o755)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
+            raise OnboardError(f"{path}: {what}, where a directory is needed")
     return path
 
 
@@ -139,6 +150,17 @@ def scan_tree(root: Path) -> dict[str, dict]:
             else:
                 tree[rel] = {"type": "other"}
     return tree
+
+
+# The keys `scan_tree` writes for each type of entry (all strings).
+_ENTRY_KEYS = {"file": ("mode", "sha512"), "dir": ("mode",), "link": ("target",), "other": ()}
+
+
+def _is_tree_entry(entry: object) -> bool:
+    """Whether a record's tree entry is one `scan_tree` could have written."""
+    if not isinstance(entry, dict) or entry.get("type") not in _ENTRY_KEYS:
+        return False
+    return all(isinstance(entry.get(key), str) for key in _ENTRY_KEYS[entry["type"]])
 
 
 def diff_trees(expected: dict[str, dict], actual: dict[str, dict]) -> list[str]:
@@ -199,6 +221,9 @@ class Store:
     def locked(self, create: bool = True) -> Iterator[bool]:
         """Hold DIR's lock; yields False (without locking) if DIR does not exist and `create` is off."""
         if not self.root.is_dir():
+            if os.path.lexists(self.root):
+                # A file (or a dangling link) is not an empty store: `verify` must not call it intact.
+                raise OnboardError(f"{self.root} is not a directory")
             if not create:
                 yield False
                 return
@@ -221,17 +246,33 @@ class Store:
 
     # -- reading the store -------------------------------------------------
 
-    def _version_dirs(self) -> Iterator[Path]:
-        """Every installed version directory (it holds a record), in path order."""
+    def _walk_pods(self) -> Iterator[tuple[str, Path]]:
+        """What lies under pods/, in path order, as (kind, path):
+
+        - "version": an installed version directory (it holds a record);
+        - "unrecorded": a version directory whose record is gone (it holds a pod.json);
+        - "pod": a pod directory (it holds a `current` entry).
+        """
         if not self.pods.is_dir():
             return
         for dirpath, dirs, files in os.walk(self.pods):
-            if RECORD in files:
+            depth = len(Path(dirpath).relative_to(self.pods).parts)  # a version is <pod>/<version> or deeper
+            if depth >= 2 and RECORD in files:
                 dirs[:] = []
-                yield Path(dirpath)
+                yield "version", Path(dirpath)
                 continue
+            if depth >= 2 and "pod.json" in files:
+                dirs[:] = []
+                yield "unrecorded", Path(dirpath)
+                continue
+            if depth >= 1 and os.path.lexists(os.path.join(dirpath, CURRENT)):
+                yield "pod", Path(dirpath)
             dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                              and not os.path.islink(os.path.join(dirpath, d)))
+
+    def _version_dirs(self) -> Iterator[Path]:
+        """Every installed version directory (it holds a record), in path order."""
+        return (path for kind, path in self._walk_pods() if kind == "version")
 
     def _label_of(self, vdir: Path) -> tuple[Label, str]:
         """The label and version a version directory belongs to, from its path."""
@@ -257,11 +298,21 @@ class Store:
             return None
 
     def _read_record(self, vdir: Path) -> dict | None:
+        """The version's record, or None when it is missing, unreadable or not shaped as we write it.
+
+        A record is a file on disk anyone with access may have edited: its shape is
+        checked before `verify`, `undeploy` and `deploy` rely on it.
+        """
         try:
             record = json.loads((vdir / RECORD).read_bytes())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
-        if not isinstance(record, dict) or not isinstance(record.get("tree"), dict):
+        if not isinstance(record, dict):
+            return None
+        tree, images = record.get("tree"), record.get("images", {})
+        if not isinstance(tree, dict) or not all(_is_tree_entry(entry) for entry in tree.values()):
+            return None
+        if not isinstance(images, dict) or not all(isinstance(v, str) for v in images.values()):
             return None
         return record
 
@@ -472,9 +523,14 @@ class Store:
                 download = downloads / f"{volume.name}-{n}"
                 source.fetch(vfile.path, download, lambda: Sha512Check(vfile.sha512, shown))
                 inner = PurePosixPath(vfile.inner)
-                into = _make_dirs(vdir, inner.parent.parts)
+                try:
+                    into = _make_dirs(vdir, inner.parent.parts)
+                except OnboardError as e:
+                    raise OnboardError(f"{shown}: cannot be placed in volume {volume.name}: {e}") from None
                 if is_tarball(inner.name):
-                    extract(download, into, shown)
+                    # Links must stay inside the whole volume, not only inside `into`: links
+                    # of two tarballs can together climb out of it.
+                    extract(download, into, shown, audit_root=vdir)
                     download.unlink()
                 else:
                     dest = into / inner.name
@@ -667,8 +723,13 @@ class Store:
                         continue
                     for problem in self._check_image(entry, checks):
                         problems.append(f"images/{entry}: {problem}")
+            # Walk pod directories and record-less versions too: a version whose record was
+            # removed, or a `current` whose versions were, must not make verify blind.
             pod_dirs = set()
-            for vdir in self._version_dirs():
+            for kind, vdir in self._walk_pods():
+                if kind == "pod":
+                    pod_dirs.add(vdir)
+                    continue
                 label, version = self._label_of(vdir)
                 pod_dirs.add(vdir.parent)
                 record = self._read_record(vdir)
@@ -683,6 +744,10 @@ class Store:
             for pod_dir in sorted(pod_dirs):
                 current = self._current(pod_dir)
                 label = self._label_of_pod_dir(pod_dir)
-                if current is not None and not (pod_dir / current / RECORD).is_file():
+                if current is None:
+                    if os.path.lexists(pod_dir / CURRENT):
+                        problems.append(f"{label}: current is not a symbolic link")
+                # Only a version name of this pod directory counts (`/` would lead elsewhere).
+                elif "/" in current or current.startswith(".") or not (pod_dir / current / RECORD).is_file():
                     problems.append(f"{label}: current points to {current!r}, which is not installed")
             return problems

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from .names import Label, check_ac_name, check_segment, check_version
+from .names import Label, check_ac_name, check_segment, check_version, quoted
 from .onboard_errors import PodJsonError
 
 IMAGE_ID = re.compile(r"sha512-([0-9a-f]{128})\Z")
@@ -140,14 +141,29 @@ def _label(value: object, what: str) -> Label:
         raise PodJsonError(f"{what}: {e}") from None
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object, refusing a key given twice: readers disagree on which one wins
+    (first or last), so one pod.json could mean two different pods."""
+    doc: dict = {}
+    for key, value in pairs:
+        if key in doc:
+            raise ValueError(f"duplicate key {quoted(key)}")
+        doc[key] = value
+    return doc
+
+
 def parse_pod_json(data: bytes, where: str) -> PodJson:
     """Parse and check `data`; `where` names its origin in every message."""
     if len(data) > MAX_POD_JSON:
         raise PodJsonError(f"{where}: larger than {MAX_POD_JSON >> 20} MiB, not a pod.json")
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        doc = json.loads(data, object_pairs_hook=_no_duplicate_keys)
+    except ValueError as e:
+        # JSONDecodeError and UnicodeDecodeError, but also a duplicate key (below) and an
+        # integer of more digits than Python converts (ValueError from int()).
         raise PodJsonError(f"{where}: not valid JSON: {e}") from None
+    except RecursionError:  # `[[[[...` deeper than the decoder's stack: hostile, not a pod.json
+        raise PodJsonError(f"{where}: not valid JSON: nested too deeply") from None
     try:
         return parse_document(doc, data)
     except PodJsonError as e:
@@ -207,8 +223,9 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
 
     files = tuple(safe_relpath(p, f"files[{i}]") for i, p in enumerate(_list(doc["files"], "files")))
 
-    names = [im.name for im in images] + [v.name for v in volumes]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    # Counted once (not `names.count` per name): a 16 MiB pod.json holds ~10^5 names.
+    counts = Counter([im.name for im in images] + [v.name for v in volumes])
+    dupes = sorted(n for n, count in counts.items() if count > 1)
     if dupes:
         raise PodJsonError(f"name {dupes[0]!r} is used by more than one image or volume")
     if len(set(files)) != len(files):

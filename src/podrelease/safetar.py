@@ -7,6 +7,8 @@ rather than silently installing something else than its author meant:
 - absolute names and names with `..` components;
 - setuid, setgid (and sticky) bits;
 - devices and FIFOs;
+- sparse files (they declare a size the archive does not hold: a few bytes
+  of tar can make a file of exabytes that hashing would never finish);
 - symbolic links with an absolute target or whose target leaves the
   directory; hard links to anything outside it;
 - (bundles only) any symbolic link: a bundle holds regular files.
@@ -15,6 +17,11 @@ Then the `data` filter runs as well (it also resolves existing links on disk
 for every member), and after extraction every symbolic link is resolved once
 more against the final tree, so a link made to escape by a later member is
 caught too. Extraction goes to a staging directory nobody uses yet.
+
+Several tarballs may be extracted into one tree (a volume's files): links
+from one can combine with links from another (a link that only climbs out
+once a later archive adds a `d/e -> .`), so the caller names the whole tree
+as `audit_root` and every link in it is checked after each extraction.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ def _check_member(member: tarfile.TarInfo, what: str, allow_symlinks: bool) -> N
         raise _refuse(what, member, "has a '..' component")
     if member.mode & (stat.S_ISUID | stat.S_ISGID):
         raise _refuse(what, member, "is setuid or setgid")
+    if member.issparse():
+        raise _refuse(what, member, "is a sparse file (it declares more data than the archive holds)")
     if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
         raise _refuse(what, member, "is a device or FIFO")
     if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
@@ -102,19 +111,28 @@ def _audit(root: Path, what: str) -> None:
                 raise UnsafeArchiveError(f"{what}: member {rel!r} is not a file, directory or link; refusing the archive")
 
 
-def extract(archive: Path, dest: Path, what: str, allow_symlinks: bool = True) -> None:
-    """Extract the tarball `archive` (any compression tarfile reads) into the directory `dest`."""
+def extract(archive: Path, dest: Path, what: str, allow_symlinks: bool = True,
+            audit_root: Path | None = None) -> None:
+    """Extract the tarball `archive` (any compression tarfile reads) into the directory `dest`.
+
+    Afterwards every link below `audit_root` (default `dest`; a directory
+    holding `dest`) must resolve inside `audit_root`.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive, "r:*") as tar:
             # errorlevel=2: an OSError or a tar error while extracting is fatal, never a warning.
             tar.errorlevel = 2
             tar.extractall(dest, filter=_filter(what, allow_symlinks))
+        _audit(audit_root or dest, what)
     except UnsafeArchiveError:
         raise
+    except RecursionError:
+        # os.makedirs and os.walk recurse once per level: a hostile tar can nest deeper
+        # than Python's stack. Refuse it like any other unsafe archive.
+        raise UnsafeArchiveError(f"{what}: directories nested too deeply; refusing the archive") from None
     except tarfile.ReadError:
         raise UnsafeArchiveError(f"{what}: not a readable tar archive") from None
     except (tarfile.TarError, EOFError, OSError) as e:
         detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise UnsafeArchiveError(f"{what}: cannot extract: {detail}") from None
-    _audit(dest, what)

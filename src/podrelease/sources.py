@@ -82,6 +82,15 @@ class DirSource:
 
     def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check]) -> None:
         path = self._regular(rel)
+        if not self.move:
+            # Everything is installed readable by everyone, often by root, and a directory's
+            # symlinks are followed: a link to a file its owner kept private (/etc/shadow)
+            # would publish it. A release root's artifacts are readable by everyone anyway.
+            mode = os.stat(path).st_mode
+            if not mode & stat.S_IROTH:
+                raise FetchError(f"{self.describe(rel)}: not readable by everyone (mode "
+                                 f"{stat.S_IMODE(mode):04o}); ops-onboard installs files readable by "
+                                 "everyone, so it copies none its owner kept private")
         try:
             if self.move and not os.path.islink(path):
                 os.rename(path, dest)
