@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import podfactory
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))  # the synthetic root generator is shared with the benchmarks
 EXAMPLE_SOURCES = ("shipyard", "channels", "volumes")
@@ -79,3 +81,15 @@ def released_example(tmp_path_factory) -> Path:
     root = copy_example(tmp_path_factory.mktemp("released") / "root")
     doit(root, check=True)
     return root
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> podfactory.ReleaseRoot:
+    """An empty release root for tests that lay pods out by hand (tests/podfactory.py)."""
+    return podfactory.ReleaseRoot(tmp_path / "release")
+
+
+@pytest.fixture
+def ops(tmp_path: Path) -> Path:
+    """The --root of an ops-onboard under test."""
+    return tmp_path / "ops"

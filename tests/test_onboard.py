@@ -43,16 +43,6 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def release(tmp_path: Path) -> ReleaseRoot:
-    return ReleaseRoot(tmp_path / "release")
-
-
-@pytest.fixture
-def ops(tmp_path: Path) -> Path:
-    return tmp_path / "ops"
-
-
 @pytest.fixture(scope="module")
 def unchanging(tmp_path_factory) -> Path:
     """A root with //web:frontend 1.2.0 installed, shared by the tests that must not change it.

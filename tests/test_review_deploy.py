@@ -46,16 +46,6 @@ def refused(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def release(tmp_path: Path) -> ReleaseRoot:
-    return ReleaseRoot(tmp_path / "release")
-
-
-@pytest.fixture
-def ops(tmp_path: Path) -> Path:
-    return tmp_path / "ops"
-
-
 def plain_tar(members: list[tuple[str, str, bytes | str]]) -> bytes:
     """An uncompressed tar of ("file", name, data) and ("link", name, target) members, in order."""
     buf = io.BytesIO()

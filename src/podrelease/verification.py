@@ -311,13 +311,6 @@ def _by_path(items) -> dict[str, dict]:
 # ---------------------------------------------------------------- pod.json shape (pure)
 
 
-def _label_or_none(text: object) -> Label | None:
-    try:
-        return Label.parse(text)
-    except ValueError:
-        return None
-
-
 def _version_or_none(text: object) -> str | None:
     try:
         return check_version(text)
@@ -868,8 +861,8 @@ class _Verifier:
             if not entry.name.startswith(".") and entry.name not in expected:
                 self.report("pod", Path(entry.path), "not named in pod.json", WARNING)
         for image in doc["images"]:
-            label, version = _label_or_none(image["label"]), _version_or_none(image["version"])
-            if label is None or version is None or image["name"] in bad_links:
+            label, version = Label.parse(image["label"]), image["version"]  # vouched for by parse_document
+            if image["name"] in bad_links:
                 continue
             target = self.root.image_dir(label, version)
             if not self.check_named_link(pod.path / image["name"], target, f"image {label} {version}"):
@@ -883,8 +876,8 @@ class _Verifier:
                     f"image {label} {version} has id {_short(image['id'])}, but {self.root.shown(target)} holds {_short(found.id)}",
                 )
         for volume in doc["volumes"]:
-            label, version = _label_or_none(volume["label"]), _version_or_none(volume["version"])
-            if label is None or version is None or volume["name"] in bad_links:
+            label, version = Label.parse(volume["label"]), volume["version"]
+            if volume["name"] in bad_links:
                 continue
             target = self.root.volume_dir(label, version)
             if not self.check_named_link(pod.path / volume["name"], target, f"volume {label} {version}"):
@@ -996,9 +989,7 @@ class _Verifier:
             what = key[:-1]
             released = {}
             for item in doc[key]:
-                label = _label_or_none(item["label"])
-                if label is not None:
-                    released[label] = item["version"]
+                released[Label.parse(item["label"])] = item["version"]
             for pin in pins:
                 if pin.label not in released:
                     self.report("instruction", shown, f"pins {what} {pin.label}, which {pod_shown} does not have", line=pin.line)
