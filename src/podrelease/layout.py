@@ -144,14 +144,18 @@ class ReleaseRoot:
                 if not parts and name == CHANNEL_FILE:
                     continue
                 try:
-                    found.append(self._parse_instruction_path(channel, entry, parts))
+                    found.append(self.instruction_path(channel, Path(entry.path), parts, entry.is_file(follow_symlinks=False)))
                 except UserError as err:
                     errors.append(err)
 
-    def _parse_instruction_path(self, channel: str, entry: os.DirEntry, parts: tuple[str, ...]) -> InstructionPath:
-        path = Path(entry.path)
+    def instruction_path(self, channel: str, path: Path, parts: tuple[str, ...], regular: bool) -> InstructionPath:
+        """What an instruction's path says, or why it is no instruction path.
+
+        `parts` are the folders between the channel and the file; `regular`
+        says the file is a regular file, not a symlink or special file.
+        """
         shown = self.shown(path)
-        if not entry.is_file(follow_symlinks=False):
+        if not regular:
             # a symlink could pull in any file on the machine; a fifo would hang the read
             raise UserError(shown, None, "a release instruction must be a regular file (not a symlink or special file)")
         if path.suffix != INSTRUCTION_SUFFIX:

@@ -60,7 +60,7 @@ from pathlib import Path
 from . import archive, imaging, instructions, rules
 from .documents import load as load_yaml
 from .errors import UserError, UserErrors
-from .layout import CHANNEL_FILE, INSTRUCTION_SUFFIX, POD_JSON, TIP, InstructionPath, ReleaseRoot
+from .layout import CHANNEL_FILE, INSTRUCTION_SUFFIX, POD_JSON, TIP, ReleaseRoot
 from .names import Label, check_ac_name, check_label_path, check_segment, check_version, version_key
 from .onboard_errors import PodJsonError
 from .planning import effective_rule, make_plan
@@ -543,7 +543,9 @@ class _Verifier:
         for home in self.homes:
             for path in home.instructions:
                 try:
-                    instruction = instructions.load_instruction(self.instruction_path(home, path))
+                    instruction = instructions.load_instruction(
+                        self.root.instruction_path(home.channel, path, home.parts, path.is_file() and not path.is_symlink())
+                    )
                 except UserError as err:
                     self.report_error("instruction", err)
                     home.unreadable = True
@@ -571,23 +573,6 @@ class _Verifier:
             except UserError:
                 continue
         return planned
-
-    def instruction_path(self, home: PodHome, path: Path) -> InstructionPath:
-        """What an instruction's path says, checked as `ReleaseRoot.instruction_paths` checks it."""
-        shown = self.root.shown(path)
-        if not path.is_file() or path.is_symlink():
-            raise UserError(shown, None, "a release instruction must be a regular file (not a symlink or special file)")
-        if path.suffix != INSTRUCTION_SUFFIX:
-            raise UserError(shown, None, "release instructions are named <version>.yaml, not .yml")
-        if not home.parts:
-            raise UserError(shown, None, "a release instruction lives at channels/<channel>/<label_path>/<pod>/<version>.yaml")
-        try:
-            version = check_version(path.name[: -len(INSTRUCTION_SUFFIX)])
-            pod = check_ac_name(home.parts[-1], "pod name")
-            label_path = check_label_path("/".join(home.parts[:-1]))
-        except ValueError as err:
-            raise UserError(shown, None, f"bad instruction path: {err}") from None
-        return InstructionPath(path, shown, home.channel, Label(label_path, pod), version)
 
     # ------------------------------------------------------------ pod.json
 
