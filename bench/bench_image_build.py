@@ -32,10 +32,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from podrelease.archive import default_workers
-from podrelease.imaging import build_image
-from podrelease.names import Label
-from podrelease.rules import ImageRule, RootfsEntry
+from podrelease.build.archive import default_workers
+from podrelease.build.imaging import build_image
+from podrelease.core.names import Label
+from podrelease.model.rules import ImageRule, RootfsEntry
 
 SEED = 20240601
 PIPELINE = "tar --sort=name --numeric-owner --mtime=@0 -cf - -C {tree} . | tee >(sha512sum >/dev/null) | gzip -6 > {out}"

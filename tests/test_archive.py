@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from podrelease.archive import Entry, ParallelGzipWriter, SourceChangedError, write_tar
+from podrelease.build.archive import Entry, ParallelGzipWriter, SourceChangedError, write_tar
 
 SMALL_BLOCK = 1 << 16  # several gzip blocks from a few hundred KiB of input
 

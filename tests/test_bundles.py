@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from podfactory import Mount, ReleaseRoot, standard_pod, tarball, tree
-from podrelease.bundles import write_bundle
-from podrelease.errors import UserError
+from podrelease.build.bundles import write_bundle
+from podrelease.core.errors import UserError
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import doit, executed, snapshot
-from podrelease import atomic, locking
-from podrelease.cleanup import IMAGE, VOLUME, Artifact, PodVersions, Protect, Survey, decide
-from podrelease.names import Label
+from podrelease.core import fsops as atomic, locks as locking
+from podrelease.manage.cleanup import IMAGE, VOLUME, Artifact, PodVersions, Protect, Survey, decide
+from podrelease.core.names import Label
 
 FRONTEND = Label("web", "frontend")
 PG = Label("infra/db", "pg")

@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from conftest import copy_example
-from podrelease.names import check_version
+from podrelease.core.names import check_version
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "case.yaml").is_file())

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from podrelease.errors import UserError
-from podrelease.imaging import ImageBuildError, build_image, image_manifest, manifest_bytes
-from podrelease.names import Label
-from podrelease.rules import App, ImageRule, RootfsEntry
+from podrelease.core.errors import UserError
+from podrelease.build.imaging import ImageBuildError, build_image, image_manifest, manifest_bytes
+from podrelease.core.names import Label
+from podrelease.model.rules import App, ImageRule, RootfsEntry
 
 VERSION = "1.0.0"
 
@@ -137,9 +137,9 @@ SECOND_BUILD = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from podrelease.imaging import build_image
-    from podrelease.names import Label
-    from podrelease.rules import App, ImageRule, RootfsEntry
+    from podrelease.build.imaging import build_image
+    from podrelease.core.names import Label
+    from podrelease.model.rules import App, ImageRule, RootfsEntry
     root = Path(sys.argv[1])
     rule = ImageRule(label=Label("web", "frontend"), build_file=root / "shipyard/web/build.yaml", line=1,
                      name="web/frontend", rootfs=(RootfsEntry("app/", "/opt/app/"),), app=App(exec=("/opt/app/run",)))
@@ -382,7 +382,7 @@ def test_inputs_digest_changes_when_a_source_changes(root):
 
 
 def test_large_file_is_streamed_not_held(root, monkeypatch):
-    monkeypatch.setattr("podrelease.archive.default_workers", lambda: 2)  # memory in flight grows with workers
+    monkeypatch.setattr("podrelease.build.archive.default_workers", lambda: 2)  # memory in flight grows with workers
     size = 48 * 1024 * 1024
     line = b"streamed data line, compressible but not trivially so 0123456789\n"
     write(root / "shipyard/web/app/big", line * (size // len(line)))

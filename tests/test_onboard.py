@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from podfactory import Mount, ReleaseRoot, hostile_tarball, standard_pod, tarball, tree, write_aci
-from podrelease.bundles import write_bundle
-from podrelease.integrity import AciIdCheck
-from podrelease.onboard_errors import IntegrityError
+from podrelease.build.bundles import write_bundle
+from podrelease.core.hashing import AciIdCheck
+from podrelease.core.errors import IntegrityError
 
 ACTOOL = shutil.which("actool")
 # The console script pip installed next to this interpreter (not a version manager's shim).

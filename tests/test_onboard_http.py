@@ -13,7 +13,7 @@ import pytest
 
 from httpservers import Nginx, StaticServer, free_port, nginx_available
 from podfactory import ReleaseRoot, standard_pod, tree
-from podrelease.bundles import write_bundle
+from podrelease.build.bundles import write_bundle
 
 _BESIDE = Path(sys.executable).parent / "ops-onboard"
 OPS_ONBOARD = str(_BESIDE) if _BESIDE.exists() else (shutil.which("ops-onboard") or "ops-onboard")

@@ -1,0 +1,1 @@
+"""Making the artifacts a plan asks for: images, pod directories, tips, bundles."""

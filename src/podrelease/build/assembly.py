@@ -1,0 +1,242 @@
+"""Pod assembly: the pod directory with pod.json, its links, its files; and tip.
+
+A pod directory is immutable once it exists. It is assembled in a temporary
+sibling and renamed into place, and `tip` is a new symlink renamed over the
+old one, so a reader sees either the old state or the new, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from ..core import fsops as atomic
+from . import imaging
+from ..core.errors import UserError
+from ..model.layout import POD_JSON, ReleaseRoot
+from ..core.names import Label, check_version, version_key
+from ..model.plan import ImageBuild, PodAssembly, PodVolume, TipUpdate
+
+AC_VERSION = "0.8.11"
+HEX512 = re.compile(r"[0-9a-f]{128}\Z")
+CHUNK = 1 << 20
+
+
+# ---------------------------------------------------------------- reading artifacts
+
+
+def image_id(root: ReleaseRoot, build: ImageBuild) -> str:
+    """`sha512-<hex>` from a built image's sha512 file."""
+    path = root.image_dir(build.rule.label, build.version) / "sha512"
+    try:
+        digest = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        raise UserError(root.shown(path), None, f"image {build.rule.label} {build.version} is not built") from None
+    if not HEX512.match(digest):
+        raise UserError(root.shown(path), 1, "not a sha512 hex digest")
+    return f"sha512-{digest}"
+
+
+def volume_files(root: ReleaseRoot, label: Label, version: str) -> list[tuple[str, Path]]:
+    """A volume version's regular files, as (path inside the volume, real path)."""
+    top = root.volume_dir(label, version)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            if name.startswith(".") or not full.is_file():
+                continue
+            found.append((full.relative_to(top).as_posix(), full))
+    return found
+
+
+def sha512_file(path: Path) -> str:
+    digest = hashlib.sha512()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- pod.json (pure)
+
+
+def merged_app(image_app: dict, pod: PodAssembly, image: str) -> dict:
+    """The image's appc app, then the pod rule, then channel parameters: later wins."""
+    extra = list(pod.rule.args) + list(pod.parameters.args)
+    if extra and not image_app.get("exec"):
+        # the args would become the whole exec: not a program, and not what anyone meant
+        raise UserError(pod.instruction.shown, None, f"args {extra} for image {image}, whose app has no exec to append them to")
+    app = dict(image_app)
+    app["exec"] = list(image_app.get("exec", ())) + list(pod.rule.args) + list(pod.parameters.args)
+    environment = {e["name"]: e["value"] for e in image_app.get("environment", ())}
+    environment.update(pod.rule.environment)
+    environment.update(pod.parameters.environment)
+    if environment:
+        app["environment"] = [{"name": k, "value": v} for k, v in environment.items()]
+    if not app["exec"]:
+        del app["exec"]
+    return app
+
+
+def pod_manifest(pod: PodAssembly, ids: dict[str, str], apps: dict[str, dict | None]) -> dict:
+    """`apps` holds each image's own app, read from the built image: an image
+    built from an older revision runs what that revision said."""
+    """The appc PodManifest: one app per image, one host volume per volume."""
+    runtime_apps = []
+    for build in pod.images:
+        rule = build.rule
+        runtime_app: dict = {
+            "name": rule.label.name,
+            "image": {
+                "name": rule.name,
+                "id": ids[build.name],
+                "labels": [
+                    {"name": "version", "value": build.version},
+                    {"name": "os", "value": rule.os},
+                    {"name": "arch", "value": rule.arch},
+                ],
+            },
+        }
+        if apps[build.name] is not None:
+            runtime_app["app"] = merged_app(apps[build.name], pod, str(rule.label))
+        if pod.volumes:
+            runtime_app["mounts"] = [{"volume": v.mount.name, "path": v.mount.path} for v in pod.volumes]
+        runtime_apps.append(runtime_app)
+    return {
+        "acKind": "PodManifest",
+        "acVersion": AC_VERSION,
+        "apps": runtime_apps,
+        "volumes": [{"name": v.mount.name, "kind": "host", "readOnly": v.mount.read_only} for v in pod.volumes],
+    }
+
+
+def pod_json(pod: PodAssembly, ids: dict[str, str], apps: dict[str, dict | None], files: dict[str, list[dict]]) -> dict:
+    instruction = pod.instruction
+    return {
+        "name": str(instruction.pod),
+        "version": instruction.version,
+        "channel": instruction.channel,
+        "revision": instruction.revision,
+        "images": [
+            {
+                "label": str(b.rule.label),
+                "name": b.rule.label.name,
+                "version": b.version,
+                "id": ids[b.name],
+                "path": f"{b.rule.label.name}/image.aci",
+            }
+            for b in pod.images
+        ],
+        "volumes": [
+            {"label": str(v.mount.label), "name": v.mount.name, "version": v.version, "files": files[v.mount.name]}
+            for v in pod.volumes
+        ],
+        "files": [os.path.basename(f) for f in pod.rule.files],
+        "manifest": pod_manifest(pod, ids, apps),
+    }
+
+
+def dumps(document: dict) -> bytes:
+    return (json.dumps(document, indent=2) + "\n").encode()
+
+
+# ---------------------------------------------------------------- writing
+
+
+def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
+    """Write the pod directory unless it already exists (pods are immutable)."""
+    final = root.pod_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
+    if (final / POD_JSON).is_file():
+        return
+    if atomic.in_the_way(final):
+        # not ours: a pod directory appears whole, with its pod.json, or not at all
+        raise UserError(
+            root.shown(final) + "/", None,
+            f"is in the way of pod {pod.instruction.pod} {pod.instruction.version}: it has no {POD_JSON}, "
+            "so doit did not make it; move it away and run doit again",
+        )
+    ids = {b.name: image_id(root, b) for b in pod.images}
+    apps = {b.name: imaging.read_manifest(root.image_dir(b.rule.label, b.version)).get("app") for b in pod.images}
+    with atomic.building_dir(final) as tmp:
+        for build in pod.images:
+            target = root.image_dir(build.rule.label, build.version)
+            os.symlink(os.path.relpath(target, final), tmp / build.rule.label.name)
+        files = {v.mount.name: _link_volume(root, pod, v, final, tmp) for v in pod.volumes}
+        for relative in pod.rule.files:
+            _copy_file(root, pod, relative, tmp)
+        atomic.write_file(tmp / POD_JSON, dumps(pod_json(pod, ids, apps, files)))
+
+
+def _link_volume(root: ReleaseRoot, pod: PodAssembly, volume: PodVolume, final: Path, tmp: Path) -> list[dict]:
+    target = root.volume_dir(volume.mount.label, volume.version)
+    found = volume_files(root, volume.mount.label, volume.version)
+    if not found:
+        raise missing_volume(root, volume.mount.label, volume.version, (pod.instruction.shown,))
+    os.symlink(os.path.relpath(target, final), tmp / volume.mount.name)
+    return [{"path": f"{volume.mount.name}/{inside}", "sha512": sha512_file(real)} for inside, real in found]
+
+
+def missing_volume(root: ReleaseRoot, label: Label, version: str, needed_by: tuple[str, ...]) -> UserError:
+    """Located at the directory expected: one volume version may serve many instructions."""
+    expected = root.shown(root.volume_dir(label, version)) + "/"
+    who = needed_by[0] if len(needed_by) == 1 else f"{len(needed_by)} instructions"
+    return UserError(expected, None, f"volume {label} version {version} is missing (needed by {who}); releases never create volumes")
+
+
+def _copy_file(root: ReleaseRoot, pod: PodAssembly, relative: str, tmp: Path) -> None:
+    source = pod.rule.folder / relative
+    folder = os.path.realpath(pod.rule.folder)
+    if not os.path.realpath(source).startswith(folder + os.sep) or not source.is_file():
+        raise UserError(pod.rule.shown, pod.rule.line, f"pod file {relative!r} is not a file inside {root.shown(pod.rule.folder)}/")
+    destination = tmp / os.path.basename(relative)
+    shutil.copyfile(source, destination)
+    os.chmod(destination, atomic.ARTIFACT_FILE_MODE)
+
+
+# ---------------------------------------------------------------- tip
+
+
+def released_versions(root: ReleaseRoot, channel: str, pod: Label) -> list[str]:
+    """Versions with a pod directory on disk, whatever the instructions say now."""
+    home = str(root.pod_home(channel, pod))
+    try:
+        names = os.listdir(home)
+    except FileNotFoundError:
+        return []
+    versions = []
+    for name in names:
+        if name.startswith(".") or name == "tip" or not os.path.isfile(os.path.join(home, name, POD_JSON)):
+            continue
+        try:
+            versions.append(check_version(name))
+        except ValueError:
+            continue
+    return versions
+
+
+def tip_target(root: ReleaseRoot, tip: TipUpdate) -> str | None:
+    """The highest released version that is not yanked."""
+    candidates = [v for v in released_versions(root, tip.channel, tip.pod) if v not in tip.yanked]
+    return max(candidates, key=version_key) if candidates else None
+
+
+def update_tip(root: ReleaseRoot, tip: TipUpdate) -> None:
+    target = tip_target(root, tip)
+    link = root.tip(tip.channel, tip.pod)
+    if link.is_dir() and not link.is_symlink():
+        # a rename cannot replace a directory (e.g. a copy that followed the link)
+        raise UserError(
+            root.shown(link), None,
+            "is a directory, not the tip symlink doit maintains; move it away and run doit again",
+        )
+    if target is None:
+        if link.is_symlink():
+            link.unlink()
+        return
+    atomic.replace_symlink(link, target)

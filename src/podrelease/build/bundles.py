@@ -1,0 +1,123 @@
+"""Bundles: one pod, self-contained, ready to copy to a machine without the release root.
+
+`bundles/<channel>/<label_path>/<pod>/<version>/` holds `pod.json` and every
+file it refers to, each exactly at the path `pod.json` gives (relative to the
+pod directory): each image's `image.aci` and the `sha512` next to it, each
+volume file, each of the pod's files. Nothing else, and no symlinks: the pod
+directory's symlinks are resolved, so `tar -C <bundle> -cf x.tar .` (or of its
+parent) packs everything and unpacks anywhere.
+
+Files are hard links to the release root's (immutable) artifacts where the
+filesystem allows, copies otherwise. Every one is checked against `pod.json`
+(images by id, volume files by sha512) before the bundle appears, built aside
+and renamed into place like any artifact; an existing bundle is never
+rewritten.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path, PurePosixPath
+
+from ..core.fsops import ARTIFACT_DIR_MODE, ARTIFACT_FILE_MODE, building_dir, in_the_way
+from ..core.errors import UserError
+from ..core.hashing import AciIdCheck, Check, RecordingCheck, Sha512Check, check_sha512_file, copy_file_verified, verify_file
+from ..core.errors import ContractError
+from ..core.podjson import MAX_POD_JSON, PodJson, parse_pod_json
+
+# A hard link is impossible across filesystems, or where the kernel forbids it
+# (fs.protected_hardlinks, filesystems without links): copy instead.
+COPY_INSTEAD = {errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
+
+
+def _read_pod_json(pod_dir: Path) -> PodJson:
+    path = pod_dir / "pod.json"
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_POD_JSON + 1)
+    except FileNotFoundError:
+        raise UserError(str(path), None, "missing: is this a released pod directory?") from None
+    except OSError as e:
+        raise UserError(str(path), None, f"cannot read: {e.strerror}") from None
+    try:
+        return parse_pod_json(raw, str(path))
+    except ContractError as e:
+        raise UserError(None, None, str(e)) from None
+
+
+def bundle_entries(pod: PodJson) -> dict[str, Check]:
+    """Every path of a bundle but `pod.json`, each with the check its content must pass."""
+    entries: dict[str, Check] = {}
+    for image in pod.images:
+        entries[image.path] = AciIdCheck(image.id, image.path)
+        entries[image.sha512_path] = RecordingCheck()  # its content is checked against the id below
+    for volume in pod.volumes:
+        for f in volume.files:
+            entries[f.path] = Sha512Check(f.sha512, f.path)
+    for name in pod.files:
+        entries[name] = RecordingCheck()
+    return entries
+
+
+def _resolve(pod_dir: Path, rel: str) -> Path:
+    """The regular file `rel` names in the pod directory, its symlinks followed."""
+    src = pod_dir / rel
+    try:
+        real = Path(os.path.realpath(src, strict=True))
+        st = os.stat(real)
+    except FileNotFoundError:
+        raise UserError(str(src), None, "missing (pod.json refers to it)") from None
+    except OSError as e:
+        raise UserError(str(src), None, f"cannot read: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(str(src), None, "not a regular file (pod.json refers to it)")
+    return real
+
+
+def _mkdirs(root: Path, rel: str) -> Path:
+    dest = root / rel
+    path = root
+    for part in PurePosixPath(rel).parts[:-1]:
+        path = path / part
+        if not path.is_dir():
+            path.mkdir()
+            os.chmod(path, ARTIFACT_DIR_MODE)
+    return dest
+
+
+def _link_or_copy(src: Path, dest: Path, check: Check) -> None:
+    """Hard-link (then check the shared content) or copy through the check."""
+    try:
+        os.link(src, dest)
+    except OSError as e:
+        if e.errno not in COPY_INSTEAD:
+            raise
+        copy_file_verified(src, dest, check, ARTIFACT_FILE_MODE)
+        return
+    verify_file(dest, check)
+
+
+def write_bundle(pod_dir: Path, bundle_dir: Path, shown: str | None = None) -> None:
+    """Write the bundle of the pod directory `pod_dir` at `bundle_dir` (a no-op if it exists).
+
+    `shown` is how messages name `bundle_dir` (e.g. relative to the release root)."""
+    pod = _read_pod_json(pod_dir)
+    if (bundle_dir / "pod.json").is_file():
+        return  # built artifacts are immutable
+    if in_the_way(bundle_dir):
+        raise UserError(f"{shown or bundle_dir}/", None, "is in the way of the bundle: it is not one (no pod.json); move it away")
+    entries = bundle_entries(pod)
+    sources = {rel: _resolve(pod_dir, rel) for rel in ["pod.json", *entries]}
+    try:
+        with building_dir(bundle_dir) as tmp:
+            _link_or_copy(sources["pod.json"], tmp / "pod.json", RecordingCheck())
+            for rel, check in entries.items():
+                _link_or_copy(sources[rel], _mkdirs(tmp, rel), check)
+            for image in pod.images:
+                check_sha512_file((tmp / image.sha512_path).read_bytes()[:1024], image.id, image.sha512_path)
+    except ContractError as e:
+        raise UserError(str(pod_dir), None, f"cannot bundle: {e}") from None
+    except OSError as e:
+        raise UserError(str(e.filename or bundle_dir), None, f"cannot bundle: {e.strerror}") from None

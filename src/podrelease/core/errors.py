@@ -1,0 +1,106 @@
+"""Every error podrelease means to show a person: one root, one line each.
+
+This module imports nothing from podrelease (like pip's `exceptions.py`):
+any module may raise these, and the edges catch `PodreleaseError` alone.
+
+Two families share the root:
+
+- `UserError`: a mistake in the user's release-root files or command line,
+  printed as `path:line: message` (the line, or the path, omitted when
+  nothing locates it);
+- `ContractError`: a bad input from outside (a `pod.json`, a bundle, a web
+  server, a store on disk) or a failed check; its message says what and
+  where, and `ops-onboard` prints it as `ops-onboard: <message>`.
+
+Nothing here ever needs a traceback to be understood.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, TypeVar
+
+T = TypeVar("T")
+
+
+class PodreleaseError(Exception):
+    """Anything podrelease reports as one line (or one line per mistake) and a non-zero exit."""
+
+
+class UserError(PodreleaseError):
+    """A mistake in the user's files, reported as `path:line: message`."""
+
+    def __init__(self, path: str | None, line: int | None, message: str):
+        super().__init__(message)
+        self.path = path
+        self.line = line
+        self.message = message
+
+    def __str__(self) -> str:
+        where = self.path or "podrelease"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        return f"{where}: {self.message}"
+
+    @property
+    def each(self) -> list["UserError"]:
+        """The single mistakes this error stands for (itself, unless it gathers several)."""
+        return [self]
+
+
+class UserErrors(UserError):
+    """Several files with mistakes: each gets its own line."""
+
+    def __init__(self, errors: list[UserError]):
+        first = errors[0]
+        super().__init__(first.path, first.line, first.message)
+        self.errors = errors
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+    @property
+    def each(self) -> list[UserError]:
+        return list(self.errors)
+
+
+def collect(*loaders: Callable[[], T]) -> list[T]:
+    """Run each loader; raise every mistake they all found, one line each, or return their results."""
+    results: list[T] = []
+    errors: list[UserError] = []
+    for loader in loaders:
+        try:
+            results.append(loader())
+        except UserError as err:
+            errors.extend(err.each)
+    if errors:
+        raise UserErrors(errors)
+    return results
+
+
+def distinct(errors: Iterable[UserError]) -> list[UserError]:
+    """One line per mistake: a broken rule fails every instruction that uses it."""
+    return list({str(error): error for error in errors}.values())
+
+
+class ContractError(PodreleaseError):
+    """A bad input from outside, or a failed check; the message says what and where."""
+
+
+class PodJsonError(ContractError):
+    """A `pod.json` that is missing, not JSON, or not shaped as the spec says."""
+
+
+class IntegrityError(ContractError):
+    """Content whose hash differs from what `pod.json` (or a record) says."""
+
+
+class UnsafeArchiveError(ContractError):
+    """A tarball member that would land outside its directory, or is not plain data."""
+
+
+class FetchError(ContractError):
+    """A source that cannot be read: missing file, HTTP error, retries exhausted."""
+
+
+class LockTimeout(ContractError):
+    """Another process held a lock for longer than we were willing to wait."""

@@ -1,0 +1,330 @@
+"""Hashing content as it streams: image ids and volume-file digests.
+
+A check is fed the bytes of one file in order (`update`), then `finish`
+raises `IntegrityError` unless they were what was expected. Checks never
+hold more than a chunk: an image's id is the sha512 of its *uncompressed*
+tar, so `AciIdCheck` inflates gzip on the fly with a bounded output size.
+
+`copy_verified` moves bytes from a reader to a file through a check on other
+threads, so reading and writing (syscalls) overlap inflating and hashing (C
+code that releases the GIL; an image's inflated bytes are hashed on a third
+thread), and the file is flushed to disk as it grows: the transfer runs at
+the speed of its slowest stage rather than of their sum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+import zlib
+from pathlib import Path
+from typing import Callable, Protocol
+
+from .errors import IntegrityError
+
+CHUNK = 1 << 20  # bytes read, written and hashed at a time
+MAX_INFLATE = 1 << 20  # bytes of inflated output per step: bounded memory on a gzip bomb
+FLUSH_EVERY = 32 << 20  # bytes written between two background fdatasync calls
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def short(hexdigest: str) -> str:
+    """Enough of a digest to tell two apart in a message."""
+    return hexdigest[:16] + "…"
+
+
+class Check(Protocol):
+    def update(self, data: memoryview | bytes) -> None: ...
+    def finish(self) -> None: ...
+
+
+class Sha512Check:
+    """The sha512 of the bytes as they are (volume tarballs)."""
+
+    def __init__(self, expected_hex: str, what: str):
+        self.expected = expected_hex
+        self.what = what
+        self._hash = hashlib.sha512()
+
+    def update(self, data) -> None:
+        self._hash.update(data)
+
+    def finish(self) -> None:
+        got = self._hash.hexdigest()
+        if got != self.expected:
+            raise IntegrityError(
+                f"{self.what}: sha512 is {short(got)}, expected {short(self.expected)}"
+            )
+
+
+class RecordingCheck:
+    """No expectation: remembers the sha512 (pod files, which pod.json does not hash)."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha512()
+        self.hexdigest = ""
+
+    def update(self, data) -> None:
+        self._hash.update(data)
+
+    def finish(self) -> None:
+        self.hexdigest = self._hash.hexdigest()
+
+
+class _GzipInflater:
+    """Inflate a (possibly multi-member, zero-padded) gzip stream, `MAX_INFLATE` bytes at a time."""
+
+    def __init__(self, sink: Callable[[bytes], None]):
+        self._sink = sink
+        self._d = zlib.decompressobj(wbits=31)
+        self._between = False  # after a member: zero padding or another member may follow
+        self._pending = b""
+
+    def feed(self, data) -> None:
+        while data:
+            if self._between:
+                self._pending = (self._pending + bytes(data)).lstrip(b"\0")
+                if len(self._pending) < 2:
+                    return
+                if self._pending[:2] != GZIP_MAGIC:
+                    raise zlib.error("garbage after the end of the gzip stream")
+                data, self._pending = self._pending, b""
+                self._d = zlib.decompressobj(wbits=31)
+                self._between = False
+            out = self._d.decompress(data, MAX_INFLATE)
+            if out:
+                self._sink(out)
+            if self._d.eof:
+                self._between = True
+                data = self._d.unused_data
+            else:
+                data = self._d.unconsumed_tail
+
+    def close(self) -> None:
+        if not self._between:
+            raise zlib.error("the gzip stream ends early (truncated)")
+        if self._pending:
+            raise zlib.error("garbage after the end of the gzip stream")
+
+
+class _BackgroundSha512:
+    """sha512 on a thread of its own, fed immutable `bytes`: inflating and hashing overlap.
+
+    At most `depth` pieces wait in line (each at most `MAX_INFLATE` bytes).
+    """
+
+    def __init__(self, depth: int = 4):
+        self._hash = hashlib.sha512()
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._thread = threading.Thread(target=self._run, name="sha512", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (piece := self._queue.get()) is not None:
+            self._hash.update(piece)
+
+    def update(self, piece: bytes) -> None:
+        self._queue.put(piece)
+
+    def hexdigest(self) -> str:
+        self._queue.put(None)
+        self._thread.join()
+        return self._hash.hexdigest()
+
+
+class AciIdCheck:
+    """The id of an ACI: sha512 of its uncompressed tar (gzip'd or not).
+
+    For a gzip'd ACI the inflated bytes are hashed on another thread (the
+    caller's thread inflates): both release the GIL, so they run in parallel.
+    """
+
+    def __init__(self, expected_id: str, what: str):
+        self.expected = expected_id
+        self.what = what
+        self._hash: hashlib._Hash | _BackgroundSha512 = hashlib.sha512()
+        self._inflater: _GzipInflater | None = None
+        self._head: bytes | None = b""  # the first bytes until we know if it is gzip; then None
+
+    def update(self, data) -> None:
+        if self._head is not None:
+            self._head += bytes(data)
+            if len(self._head) < 2:
+                return
+            if self._head[:2] == GZIP_MAGIC:
+                self._hash = _BackgroundSha512()
+                self._inflater = _GzipInflater(self._hash.update)
+            data, self._head = self._head, None
+        self._feed(data)
+
+    def _feed(self, data) -> None:
+        if self._inflater is None:
+            self._hash.update(data)
+            return
+        try:
+            self._inflater.feed(data)
+        except zlib.error as e:
+            raise IntegrityError(f"{self.what}: not a valid gzip-compressed ACI: {e}") from None
+
+    def finish(self) -> None:
+        if self._head:
+            self._feed(self._head)  # a one-byte file: not gzip
+        self._head = None
+        if self._inflater is not None:
+            try:
+                self._inflater.close()
+            except zlib.error as e:
+                raise IntegrityError(f"{self.what}: not a valid gzip-compressed ACI: {e}") from None
+        got = "sha512-" + self._hash.hexdigest()
+        if got != self.expected:
+            raise IntegrityError(
+                f"{self.what}: content is image {short(got)}, pod.json says {short(self.expected)}"
+            )
+
+
+def check_sha512_file(data: bytes, image_id: str, what: str) -> None:
+    """An image's `sha512` file holds its id's hex digest and a newline."""
+    expected = image_id[len("sha512-"):]
+    text = data.decode("ascii", errors="replace").strip()
+    if text != expected:
+        raise IntegrityError(
+            f"{what}: says {short(text) if text else 'nothing'}, the image id is {short(image_id)}"
+        )
+
+
+class _Stop:
+    pass
+
+
+class _Flusher:
+    """fdatasync(2)s a file being written, on a thread, every `FLUSH_EVERY` bytes.
+
+    The fsync that must precede renaming the file into place then finds
+    almost nothing left to write: the disk worked while the network did.
+    """
+
+    def __init__(self, out) -> None:
+        self.fd = out.fileno()
+        self.unflushed = 0
+        self.wake = threading.Event()
+        self.stopping = False
+        self.thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            if self.stopping:
+                return
+            try:
+                os.fdatasync(self.fd)
+            except OSError:
+                return  # the final fsync reports it
+
+    def wrote(self, n: int) -> None:
+        self.unflushed += n
+        if self.unflushed >= FLUSH_EVERY:
+            self.unflushed = 0
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="flush", daemon=True)
+                self.thread.start()
+            self.wake.set()
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.stopping = True
+            self.wake.set()
+            self.thread.join()
+
+
+def _write_all(out, data: memoryview) -> None:
+    """An unbuffered write may take fewer bytes than given: write until all are taken."""
+    while data:
+        written = out.write(data)
+        if written is None:  # a non-blocking file would say so; ours never are
+            raise OSError("write would block")
+        data = data[written:]
+
+
+def copy_verified(readinto: Callable[[memoryview], int], out, check: Check,
+                  on_chunk: Callable[[int], None] | None = None, buffers: int = 4) -> int:
+    """Copy everything `readinto` yields to the binary file `out`, feeding `check`.
+
+    Returns the number of bytes copied. `readinto(buf)` returns 0 at the end.
+    The caller calls `check.finish()` (it may resume after an error in
+    `readinto`: the check has then seen exactly the bytes written to `out`).
+    """
+    free: queue.Queue = queue.Queue()
+    for _ in range(buffers):
+        free.put(bytearray(CHUNK))
+    work: queue.Queue = queue.Queue()
+    failure: list[BaseException] = []
+
+    def verifier() -> None:
+        while True:
+            item = work.get()
+            if isinstance(item, _Stop):
+                return
+            buf, n = item
+            try:
+                if not failure:
+                    check.update(memoryview(buf)[:n])
+            except BaseException as e:  # reported by the copying thread
+                failure.append(e)
+            free.put(buf)
+
+    thread = threading.Thread(target=verifier, name="verify", daemon=True)
+    thread.start()
+    flusher = _Flusher(out)
+    total = 0
+    try:
+        while not failure:
+            buf = free.get()
+            n = readinto(memoryview(buf))
+            if not n:
+                free.put(buf)
+                break
+            work.put((buf, n))  # the verifier reads it while we write it: both only read it
+            _write_all(out, memoryview(buf)[:n])
+            flusher.wrote(n)
+            total += n
+            if on_chunk is not None:
+                on_chunk(n)
+    finally:
+        work.put(_Stop())
+        thread.join()
+        flusher.stop()
+    if failure:
+        raise failure[0]
+    return total
+
+
+def verify_file(path: Path, check: Check) -> None:
+    """Feed a file through `check` and finish it."""
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(CHUNK)
+        mv = memoryview(buf)
+        while n := f.readinto(buf):
+            check.update(mv[:n])
+    check.finish()
+
+
+def sha512_file(path: Path) -> str:
+    check = RecordingCheck()
+    verify_file(path, check)
+    return check.hexdigest
+
+
+def copy_file_verified(src: Path, dest: Path, check: Check, mode: int = 0o644) -> None:
+    """Copy `src` to the new file `dest` through `check`; `dest` is removed if it fails."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as out, open(src, "rb", buffering=0) as f:
+            copy_verified(f.readinto, out, check)
+            os.fchmod(out.fileno(), mode)
+        check.finish()
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,285 @@
+"""Reading a `pod.json` the way a consumer (bundler, deployer) must: strictly.
+
+A `pod.json` arrives from a pod directory, a bundle, a tarball or a web
+server, so nothing in it is trusted: every key the spec names must be there
+with the right type, no other key may be, every name is checked with the same
+rules the release step used, and every path is relative, normalized and free
+of `..` so it can be joined under a directory without escaping it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from .names import Label, check_ac_name, check_segment, check_version, quoted
+from .errors import PodJsonError
+
+IMAGE_ID = re.compile(r"sha512-([0-9a-f]{128})\Z")
+SHA512_HEX = re.compile(r"[0-9a-f]{128}\Z")
+MAX_POD_JSON = 16 << 20  # bytes; a pod.json is small, anything bigger is not one
+
+TOP_KEYS = ("name", "version", "channel", "revision", "images", "volumes", "files", "manifest")
+IMAGE_KEYS = ("label", "name", "version", "id", "path")
+VOLUME_KEYS = ("label", "name", "version", "files")
+VOLUME_FILE_KEYS = ("path", "sha512")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    label: Label
+    name: str
+    version: str
+    id: str  # "sha512-<128 hex>"
+    path: str  # relative to the pod directory, e.g. "frontend/image.aci"
+
+    @property
+    def digest(self) -> str:
+        """The hex part of the id: what the image's `sha512` file holds."""
+        return self.id[len("sha512-"):]
+
+    @property
+    def sha512_path(self) -> str:
+        """The image's `sha512` file sits next to its `image.aci`."""
+        return str(PurePosixPath(self.path).with_name("sha512"))
+
+
+@dataclass(frozen=True)
+class VolumeFile:
+    path: str  # relative to the pod directory, first segment is the volume name
+    sha512: str  # hex
+
+    @property
+    def inner(self) -> str:
+        """The path inside the volume's directory."""
+        return str(PurePosixPath(*PurePosixPath(self.path).parts[1:]))
+
+
+@dataclass(frozen=True)
+class VolumeRef:
+    label: Label
+    name: str
+    version: str
+    files: tuple[VolumeFile, ...]
+
+
+@dataclass(frozen=True)
+class PodJson:
+    label: Label
+    version: str
+    channel: str
+    revision: str | None
+    images: tuple[ImageRef, ...]
+    volumes: tuple[VolumeRef, ...]
+    files: tuple[str, ...]
+    manifest: dict
+    raw: bytes  # the bytes it was parsed from, kept verbatim when installed
+
+    def artifact_paths(self) -> list[str]:
+        """Every path `pod.json` refers to, in a stable order, each once."""
+        seen: dict[str, None] = {}
+        for image in self.images:
+            seen.setdefault(image.path)
+            seen.setdefault(image.sha512_path)
+        for volume in self.volumes:
+            for f in volume.files:
+                seen.setdefault(f.path)
+        for name in self.files:
+            seen.setdefault(name)
+        return list(seen)
+
+
+def safe_relpath(text: object, what: str) -> str:
+    """A `/`-separated relative path that stays below the directory it is joined to."""
+    if not isinstance(text, str) or not text:
+        raise PodJsonError(f"{what}: {text!r} is not a relative path")
+    if "\\" in text or "\0" in text:
+        raise PodJsonError(f"{what}: {text!r} contains a backslash or NUL")
+    if text.startswith("/"):
+        raise PodJsonError(f"{what}: {text!r} is absolute; paths in pod.json are relative")
+    parts = text.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise PodJsonError(f"{what}: {text!r} must be normalized, without '.', '..' or '//'")
+    if text == "pod.json":
+        raise PodJsonError(f"{what}: 'pod.json' is reserved")
+    return text
+
+
+def _obj(value: object, keys: tuple[str, ...], what: str) -> dict:
+    if not isinstance(value, dict):
+        raise PodJsonError(f"{what} must be an object")
+    missing = [k for k in keys if k not in value]
+    if missing:
+        raise PodJsonError(f"{what}: missing key {missing[0]!r}")
+    unknown = sorted(k for k in value if k not in keys)
+    if unknown:
+        raise PodJsonError(f"{what}: unknown key {unknown[0]!r}")
+    return value
+
+
+def _list(value: object, what: str) -> list:
+    if not isinstance(value, list):
+        raise PodJsonError(f"{what} must be a list")
+    return value
+
+
+def _checked(check, value: object, what: str) -> str:
+    """Run a `names` check, turning its ValueError into a PodJsonError."""
+    try:
+        return check(value, what)
+    except ValueError as e:
+        raise PodJsonError(str(e)) from None
+
+
+def _label(value: object, what: str) -> Label:
+    try:
+        return Label.parse(value)
+    except ValueError as e:
+        raise PodJsonError(f"{what}: {e}") from None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object, refusing a key given twice: readers disagree on which one wins
+    (first or last), so one pod.json could mean two different pods."""
+    doc: dict = {}
+    for key, value in pairs:
+        if key in doc:
+            raise ValueError(f"duplicate key {quoted(key)}")
+        doc[key] = value
+    return doc
+
+
+def parse_pod_json(data: bytes, where: str) -> PodJson:
+    """Parse and check `data`; `where` names its origin in every message."""
+    if len(data) > MAX_POD_JSON:
+        raise PodJsonError(f"{where}: larger than {MAX_POD_JSON >> 20} MiB, not a pod.json")
+    try:
+        doc = json.loads(data, object_pairs_hook=_no_duplicate_keys)
+    except ValueError as e:
+        # JSONDecodeError and UnicodeDecodeError, but also a duplicate key (below) and an
+        # integer of more digits than Python converts (ValueError from int()).
+        raise PodJsonError(f"{where}: not valid JSON: {e}") from None
+    except RecursionError:  # `[[[[...` deeper than the decoder's stack: hostile, not a pod.json
+        raise PodJsonError(f"{where}: not valid JSON: nested too deeply") from None
+    try:
+        return parse_document(doc, data)
+    except PodJsonError as e:
+        raise PodJsonError(f"{where}: {e}") from None
+
+
+def parse_document(doc: object, raw: bytes = b"") -> PodJson:
+    """Check an already decoded pod.json against the spec's shape (PodJsonError if not)."""
+    _obj(doc, TOP_KEYS, "pod.json")
+    assert isinstance(doc, dict)
+    label = _label(doc["name"], "name")
+    version = _checked(check_version, doc["version"], "version")
+    channel = _checked(check_segment, doc["channel"], "channel")
+    revision = doc["revision"]
+    if revision is not None and not isinstance(revision, str):
+        raise PodJsonError("revision must be a string or null")
+
+    images: list[ImageRef] = []
+    for i, item in enumerate(_list(doc["images"], "images")):
+        what = f"images[{i}]"
+        _obj(item, IMAGE_KEYS, what)
+        match = IMAGE_ID.match(item["id"]) if isinstance(item["id"], str) else None
+        if not match:
+            raise PodJsonError(f"{what}.id: {item['id']!r} is not 'sha512-' followed by 128 lowercase hex digits")
+        path = safe_relpath(item["path"], f"{what}.path")
+        if PurePosixPath(path).name == "sha512":
+            raise PodJsonError(f"{what}.path: {path!r} would be its own sha512 file")
+        images.append(ImageRef(
+            label=_label(item["label"], f"{what}.label"),
+            name=_checked(check_ac_name, item["name"], f"{what}.name"),
+            version=_checked(check_version, item["version"], f"{what}.version"),
+            id=item["id"],
+            path=path,
+        ))
+
+    volumes: list[VolumeRef] = []
+    for i, item in enumerate(_list(doc["volumes"], "volumes")):
+        what = f"volumes[{i}]"
+        _obj(item, VOLUME_KEYS, what)
+        name = _checked(check_ac_name, item["name"], f"{what}.name")
+        files: list[VolumeFile] = []
+        for j, f in enumerate(_list(item["files"], f"{what}.files")):
+            fwhat = f"{what}.files[{j}]"
+            _obj(f, VOLUME_FILE_KEYS, fwhat)
+            path = safe_relpath(f["path"], f"{fwhat}.path")
+            if not path.startswith(name + "/"):
+                raise PodJsonError(f"{fwhat}.path: {path!r} is not inside the volume's directory {name + '/'!r}")
+            if not isinstance(f["sha512"], str) or not SHA512_HEX.match(f["sha512"]):
+                raise PodJsonError(f"{fwhat}.sha512: {f['sha512']!r} is not 128 lowercase hex digits")
+            files.append(VolumeFile(path, f["sha512"]))
+        volumes.append(VolumeRef(
+            label=_label(item["label"], f"{what}.label"),
+            name=name,
+            version=_checked(check_version, item["version"], f"{what}.version"),
+            files=tuple(files),
+        ))
+
+    files = tuple(safe_relpath(p, f"files[{i}]") for i, p in enumerate(_list(doc["files"], "files")))
+
+    # Counted once (not `names.count` per name): a 16 MiB pod.json holds ~10^5 names.
+    counts = Counter([im.name for im in images] + [v.name for v in volumes])
+    dupes = sorted(n for n, count in counts.items() if count > 1)
+    if dupes:
+        raise PodJsonError(f"name {dupes[0]!r} is used by more than one image or volume")
+    if len(set(files)) != len(files):
+        raise PodJsonError("files lists the same file twice")
+
+    pod = PodJson(label, version, channel, revision, tuple(images), tuple(volumes), files, doc["manifest"], raw)
+    _check_paths_disjoint(pod)
+    _check_manifest(pod)
+    return pod
+
+
+def _check_paths_disjoint(pod: PodJson) -> None:
+    """No artifact path may also be a directory of another (they share one tree)."""
+    paths = pod.artifact_paths()
+    as_files = set(paths)
+    for p in paths:
+        parents = PurePosixPath(p).parents
+        for parent in list(parents)[:-1]:
+            if str(parent) in as_files:
+                raise PodJsonError(f"path {str(parent)!r} is both a file and the directory of {p!r}")
+
+
+def _check_manifest(pod: PodJson) -> None:
+    m = pod.manifest
+    if not isinstance(m, dict):
+        raise PodJsonError("manifest must be an object")
+    if m.get("acKind") != "PodManifest":
+        raise PodJsonError(f"manifest.acKind is {m.get('acKind')!r}, expected 'PodManifest'")
+    if not isinstance(m.get("acVersion"), str):
+        raise PodJsonError("manifest.acVersion must be a string")
+    ids = {im.id for im in pod.images}
+    for i, app in enumerate(_list(m.get("apps", []), "manifest.apps")):
+        image = app.get("image") if isinstance(app, dict) else None
+        image_id = image.get("id") if isinstance(image, dict) else None
+        if image_id not in ids:
+            raise PodJsonError(f"manifest.apps[{i}] runs image {image_id!r}, which is not among pod.json's images")
+    declared = {v.name for v in pod.volumes}
+    seen: set[str] = set()
+    for i, vol in enumerate(_list(m.get("volumes", []), "manifest.volumes")):
+        if not isinstance(vol, dict) or not isinstance(vol.get("name"), str):
+            raise PodJsonError(f"manifest.volumes[{i}] must be an object with a name")
+        if vol.get("kind") == "host":
+            if vol["name"] not in declared:
+                raise PodJsonError(f"manifest.volumes[{i}]: host volume {vol['name']!r} is not among pod.json's volumes")
+            seen.add(vol["name"])
+    missing = sorted(declared - seen)
+    if missing:
+        raise PodJsonError(f"volume {missing[0]!r} has no host volume in the manifest")
+
+
+def manifest_with_sources(pod: PodJson, sources: dict[str, str]) -> dict:
+    """The pod manifest with each host volume's `source` set from `sources` (name -> abs path)."""
+    manifest = json.loads(json.dumps(pod.manifest))
+    for vol in manifest.get("volumes", []):
+        if vol.get("kind") == "host":
+            vol["source"] = sources[vol["name"]]
+    return manifest

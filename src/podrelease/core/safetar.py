@@ -1,0 +1,138 @@
+"""Extracting tarballs nobody vouched for: volumes and bundle tars.
+
+`tarfile`'s `data` filter already strips what is dangerous; here we *refuse*
+instead, naming the member, so a hostile or broken tarball fails the deploy
+rather than silently installing something else than its author meant:
+
+- absolute names and names with `..` components;
+- setuid, setgid (and sticky) bits;
+- devices and FIFOs;
+- sparse files (they declare a size the archive does not hold: a few bytes
+  of tar can make a file of exabytes that hashing would never finish);
+- symbolic links with an absolute target or whose target leaves the
+  directory; hard links to anything outside it;
+- (bundles only) any symbolic link: a bundle holds regular files.
+
+Then the `data` filter runs as well (it also resolves existing links on disk
+for every member), and after extraction every symbolic link is resolved once
+more against the final tree, so a link made to escape by a later member is
+caught too. Extraction goes to a staging directory nobody uses yet.
+
+Several tarballs may be extracted into one tree (a volume's files): links
+from one can combine with links from another (a link that only climbs out
+once a later archive adds a `d/e -> .`), so the caller names the whole tree
+as `audit_root` and every link in it is checked after each extraction.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import tarfile
+from pathlib import Path
+
+from .errors import UnsafeArchiveError
+
+SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+
+
+def _refuse(what: str, member: tarfile.TarInfo, why: str) -> UnsafeArchiveError:
+    return UnsafeArchiveError(f"{what}: member {member.name!r} {why}; refusing the archive")
+
+
+def _inside(path: str) -> bool:
+    """Whether a normalized relative path stays inside its root."""
+    return path != ".." and not path.startswith("../")
+
+
+def _check_member(member: tarfile.TarInfo, what: str, allow_symlinks: bool) -> None:
+    name = member.name
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise _refuse(what, member, "has an absolute path")
+    if ".." in name.replace("\\", "/").split("/"):
+        raise _refuse(what, member, "has a '..' component")
+    if member.mode & (stat.S_ISUID | stat.S_ISGID):
+        raise _refuse(what, member, "is setuid or setgid")
+    if member.issparse():
+        raise _refuse(what, member, "is a sparse file (it declares more data than the archive holds)")
+    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
+        raise _refuse(what, member, "is a device or FIFO")
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise _refuse(what, member, "is not a file, directory or link")
+    if member.issym():
+        if not allow_symlinks:
+            raise _refuse(what, member, "is a symbolic link (a bundle holds regular files only)")
+        target = member.linkname
+        if target.startswith("/"):
+            raise _refuse(what, member, f"is a symbolic link to the absolute path {target!r}")
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+        if not _inside(resolved):
+            raise _refuse(what, member, f"is a symbolic link to {target!r}, outside its directory")
+    if member.islnk():
+        target = member.linkname
+        if target.startswith("/") or not _inside(posixpath.normpath(target)):
+            raise _refuse(what, member, f"is a hard link to {target!r}, outside its directory")
+
+
+def _filter(what: str, allow_symlinks: bool):
+    def member_filter(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo | None:
+        _check_member(member, what, allow_symlinks)
+        try:
+            return tarfile.data_filter(member, dest_path)
+        except tarfile.FilterError as e:
+            raise _refuse(what, member, f"is unsafe ({e})") from None
+    return member_filter
+
+
+def _audit(root: Path, what: str) -> None:
+    """Every link in the extracted tree resolves inside it; no special bits survived.
+
+    Directories get mode 0755 (the `data` filter leaves them to the umask).
+    """
+    real_root = os.path.realpath(root)
+    os.chmod(root, 0o755)
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root)
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                real = os.path.realpath(full)
+                if real != real_root and not real.startswith(real_root + os.sep):
+                    raise UnsafeArchiveError(
+                        f"{what}: member {rel!r} is a symbolic link resolving outside its directory; refusing the archive"
+                    )
+            elif stat.S_ISDIR(st.st_mode):
+                os.chmod(full, 0o755)
+            elif st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                raise UnsafeArchiveError(f"{what}: member {rel!r} is setuid or setgid; refusing the archive")
+            elif not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                raise UnsafeArchiveError(f"{what}: member {rel!r} is not a file, directory or link; refusing the archive")
+
+
+def extract(archive: Path, dest: Path, what: str, allow_symlinks: bool = True,
+            audit_root: Path | None = None) -> None:
+    """Extract the tarball `archive` (any compression tarfile reads) into the directory `dest`.
+
+    Afterwards every link below `audit_root` (default `dest`; a directory
+    holding `dest`) must resolve inside `audit_root`.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            # errorlevel=2: an OSError or a tar error while extracting is fatal, never a warning.
+            tar.errorlevel = 2
+            tar.extractall(dest, filter=_filter(what, allow_symlinks))
+        _audit(audit_root or dest, what)
+    except UnsafeArchiveError:
+        raise
+    except RecursionError:
+        # os.makedirs and os.walk recurse once per level: a hostile tar can nest deeper
+        # than Python's stack. Refuse it like any other unsafe archive.
+        raise UnsafeArchiveError(f"{what}: directories nested too deeply; refusing the archive") from None
+    except tarfile.ReadError:
+        raise UnsafeArchiveError(f"{what}: not a readable tar archive") from None
+    except (tarfile.TarError, EOFError, OSError) as e:
+        detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise UnsafeArchiveError(f"{what}: cannot extract: {detail}") from None

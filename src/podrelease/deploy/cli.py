@@ -1,0 +1,181 @@
+"""`ops-onboard`: install, switch and check pods on the machine it runs on.
+
+    ops-onboard [--root DIR] [--lock-timeout S] deploy SOURCE
+    ops-onboard [--root DIR] list [--json]
+    ops-onboard [--root DIR] activate LABEL VERSION
+    ops-onboard [--root DIR] rollback LABEL
+    ops-onboard [--root DIR] undeploy LABEL VERSION [--force]
+    ops-onboard [--root DIR] verify
+
+Results go to stdout; every error is one line `ops-onboard: <what is wrong>`
+on stderr with a non-zero exit status (1: failed, 2: bad usage), never a
+traceback. Set OPS_ONBOARD_DEBUG=1 to see the traceback of an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..core.names import Label
+from ..core.errors import ContractError
+from .store import Store
+
+PROG = "ops-onboard"
+DEFAULT_ROOT = "/var/lib/ops"
+
+
+def _err(message: str) -> None:
+    one_line = " ".join(message.split("\n"))
+    print(f"{PROG}: {one_line}", file=sys.stderr, flush=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage + message
+        _err(f"{message} (see '{PROG} --help')")
+        raise SystemExit(2)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _timeout(text: str) -> float:
+    value = _positive(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("a timeout must be more than 0 seconds")
+    return value
+
+
+def _attempts(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Global options are accepted before or after the sub-command.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS,
+                        help=f"where pods are installed (default {DEFAULT_ROOT})")
+    common.add_argument("--lock-timeout", metavar="SECONDS", type=_positive, default=argparse.SUPPRESS,
+                        help="how long to wait for another ops-onboard on the same DIR (default 300)")
+
+    parser = _Parser(prog=PROG, description="Install and manage released pods on this machine.",
+                     parents=[common])
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    deploy = commands.add_parser("deploy", parents=[common], help="verify and install a pod, and make it current",
+                                 description="SOURCE: a bundle directory, a .tar/.tar.gz of one, "
+                                             "or the http(s) URL of a pod.json")
+    deploy.add_argument("source", metavar="SOURCE")
+    deploy.add_argument("--attempts", type=_attempts, default=4, help="HTTP tries per file (default 4)")
+    deploy.add_argument("--retry-delay", metavar="SECONDS", type=_positive, default=0.2,
+                        help="wait before the first HTTP retry, doubled each time (default 0.2)")
+    deploy.add_argument("--timeout", metavar="SECONDS", type=_timeout, default=30.0,
+                        help="HTTP connect and read timeout (default 30)")
+    progress = deploy.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="show download progress (default: when stderr is a terminal)")
+    progress.add_argument("--no-progress", dest="progress", action="store_false")
+
+    listing = commands.add_parser("list", parents=[common], help="installed versions; * marks the current one")
+    listing.add_argument("--json", action="store_true", help="a JSON array, for scripts")
+
+    activate = commands.add_parser("activate", parents=[common], help="make an installed version current")
+    activate.add_argument("label", metavar="LABEL", help="e.g. //web:frontend")
+    activate.add_argument("version", metavar="VERSION")
+
+    rollback = commands.add_parser("rollback", parents=[common], help="go back to the version current before")
+    rollback.add_argument("label", metavar="LABEL")
+
+    undeploy = commands.add_parser("undeploy", parents=[common],
+                                   help="remove an installed version and the images only it used")
+    undeploy.add_argument("label", metavar="LABEL")
+    undeploy.add_argument("version", metavar="VERSION")
+    undeploy.add_argument("--force", action="store_true", help="even if it is the current version")
+
+    commands.add_parser("verify", parents=[common], help="re-check everything installed, report each mismatch")
+    return parser
+
+
+def _label(text: str) -> Label:
+    try:
+        return Label.parse(text)
+    except ValueError as e:
+        raise ContractError(str(e)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    http = None
+    if args.command == "deploy" and args.source.startswith(("http://", "https://")):
+        from .fetching import HttpOptions  # urllib and ssl load only for URLs
+
+        http = HttpOptions(attempts=args.attempts, backoff=args.retry_delay, timeout=args.timeout,
+                           progress=args.progress)
+    store = Store(Path(getattr(args, "root", DEFAULT_ROOT)), lock_timeout=getattr(args, "lock_timeout", 300.0),
+                  http=http, say=_err)
+    if args.command == "deploy":
+        print(store.deploy(args.source), flush=True)
+    elif args.command == "list":
+        installed = store.installed()
+        if args.json:
+            print(json.dumps([i.to_json() for i in installed], indent=2))
+        else:
+            for i in installed:
+                where = f" ({i.pod.channel}" + (f", revision {i.pod.revision}" if i.pod.revision else "") + ")" if i.pod else ""
+                print(f"{'*' if i.current else ' '} {i.label} {i.version}{where}")
+    elif args.command == "activate":
+        print(store.activate(_label(args.label), args.version))
+    elif args.command == "rollback":
+        print(store.rollback(_label(args.label)))
+    elif args.command == "undeploy":
+        print(store.undeploy(_label(args.label), args.version, force=args.force))
+    elif args.command == "verify":
+        problems = store.verify()
+        for problem in problems:
+            print(problem)
+        if problems:
+            _err(f"verify found {len(problems)} problem{'s' if len(problems) != 1 else ''} under {store.root}")
+            return 1
+        print(f"everything installed under {store.root} is intact")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except ContractError as e:
+        _err(str(e))
+        return 1
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        # Output piped into something that stopped reading (`| head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        _err(f"{where}{e.strerror or e}")
+        return 1
+    except Exception as e:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get("OPS_ONBOARD_DEBUG"):
+            raise
+        _err(f"internal error: {type(e).__name__}: {e} (set OPS_ONBOARD_DEBUG=1 for details)")
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

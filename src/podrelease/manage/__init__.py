@@ -1,0 +1,1 @@
+"""Authoring and housekeeping of a release root: new, promote, cleanup, volume-create."""
