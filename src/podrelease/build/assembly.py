@@ -7,7 +7,6 @@ old one, so a reader sees either the old state or the new, never a mix.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,13 +16,14 @@ from pathlib import Path
 from ..core import fsops as atomic
 from . import imaging
 from ..core.errors import UserError
+from ..core.hashing import sha512_file
 from ..model.layout import POD_JSON, ReleaseRoot
-from ..core.names import Label, check_version, version_key
+from ..core.names import Label
+from ..model.tip import released_versions, tip_version
 from ..model.plan import ImageBuild, PodAssembly, PodVolume, TipUpdate
 
 AC_VERSION = "0.8.11"
 HEX512 = re.compile(r"[0-9a-f]{128}\Z")
-CHUNK = 1 << 20
 
 
 # ---------------------------------------------------------------- reading artifacts
@@ -53,14 +53,6 @@ def volume_files(root: ReleaseRoot, label: Label, version: str) -> list[tuple[st
                 continue
             found.append((full.relative_to(top).as_posix(), full))
     return found
-
-
-def sha512_file(path: Path) -> str:
-    digest = hashlib.sha512()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- pod.json (pure)
@@ -202,28 +194,9 @@ def _copy_file(root: ReleaseRoot, pod: PodAssembly, relative: str, tmp: Path) ->
 # ---------------------------------------------------------------- tip
 
 
-def released_versions(root: ReleaseRoot, channel: str, pod: Label) -> list[str]:
-    """Versions with a pod directory on disk, whatever the instructions say now."""
-    home = str(root.pod_home(channel, pod))
-    try:
-        names = os.listdir(home)
-    except FileNotFoundError:
-        return []
-    versions = []
-    for name in names:
-        if name.startswith(".") or name == "tip" or not os.path.isfile(os.path.join(home, name, POD_JSON)):
-            continue
-        try:
-            versions.append(check_version(name))
-        except ValueError:
-            continue
-    return versions
-
-
 def tip_target(root: ReleaseRoot, tip: TipUpdate) -> str | None:
-    """The highest released version that is not yanked."""
-    candidates = [v for v in released_versions(root, tip.channel, tip.pod) if v not in tip.yanked]
-    return max(candidates, key=version_key) if candidates else None
+    """The version the tip of `tip`'s pod should point at now."""
+    return tip_version(released_versions(root.pod_home(tip.channel, tip.pod)), tip.yanked)
 
 
 def update_tip(root: ReleaseRoot, tip: TipUpdate) -> None:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from ..core.fsops import ARTIFACT_DIR_MODE, ARTIFACT_FILE_MODE, building_dir, in_the_way
+from ..core.fsops import ARTIFACT_FILE_MODE, building_dir, in_the_way, make_dirs
 from ..core.errors import UserError
 from ..core.hashing import AciIdCheck, Check, RecordingCheck, Sha512Check, check_sha512_file, copy_file_verified, verify_file
-from ..core.errors import ContractError
-from ..core.podjson import MAX_POD_JSON, PodJson, parse_pod_json
+from ..core.errors import ContractError, PodJsonError
+from ..core.podjson import PodJson, read_pod_json
 
 # A hard link is impossible across filesystems, or where the kernel forbids it
 # (fs.protected_hardlinks, filesystems without links): copy instead.
@@ -35,15 +35,10 @@ COPY_INSTEAD = {errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOT
 def _read_pod_json(pod_dir: Path) -> PodJson:
     path = pod_dir / "pod.json"
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_POD_JSON + 1)
-    except FileNotFoundError:
-        raise UserError(str(path), None, "missing: is this a released pod directory?") from None
-    except OSError as e:
-        raise UserError(str(path), None, f"cannot read: {e.strerror}") from None
-    try:
-        return parse_pod_json(raw, str(path))
-    except ContractError as e:
+        return read_pod_json(path)
+    except PodJsonError as e:
+        if e.problem == "missing":
+            raise UserError(str(path), None, "missing: is this a released pod directory?") from None
         raise UserError(None, None, str(e)) from None
 
 
@@ -76,17 +71,6 @@ def _resolve(pod_dir: Path, rel: str) -> Path:
     return real
 
 
-def _mkdirs(root: Path, rel: str) -> Path:
-    dest = root / rel
-    path = root
-    for part in PurePosixPath(rel).parts[:-1]:
-        path = path / part
-        if not path.is_dir():
-            path.mkdir()
-            os.chmod(path, ARTIFACT_DIR_MODE)
-    return dest
-
-
 def _link_or_copy(src: Path, dest: Path, check: Check) -> None:
     """Hard-link (then check the shared content) or copy through the check."""
     try:
@@ -114,7 +98,8 @@ def write_bundle(pod_dir: Path, bundle_dir: Path, shown: str | None = None) -> N
         with building_dir(bundle_dir) as tmp:
             _link_or_copy(sources["pod.json"], tmp / "pod.json", RecordingCheck())
             for rel, check in entries.items():
-                _link_or_copy(sources[rel], _mkdirs(tmp, rel), check)
+                make_dirs((tmp / rel).parent)
+                _link_or_copy(sources[rel], tmp / rel, check)
             for image in pod.images:
                 check_sha512_file((tmp / image.sha512_path).read_bytes()[:1024], image.id, image.sha512_path)
     except ContractError as e:

@@ -45,6 +45,7 @@ from typing import Callable, Iterable, Literal, NoReturn
 from ..core import fsops as atomic
 from .archive import CHUNK_SIZE, Entry, ParallelGzipWriter, sort_key, write_tar
 from ..core.errors import UserError
+from ..core.hashing import HashingReader, HashingWriter
 from ..core.names import Label
 from ..model.rules import ImageRule, RootfsEntry
 
@@ -380,7 +381,7 @@ def _extract_base(rule: ImageRule, base: Path, destination: Path) -> Tree:
     os.mkdir(destination, 0o700)
     directories: list[tuple[str, int]] = []
     with open(base / IMAGE_FILE, "rb") as compressed, gzip.GzipFile(fileobj=compressed) as raw:
-        reader = _HashingReader(raw)
+        reader = HashingReader(raw)
         with tarfile.open(fileobj=reader, mode="r|") as tar:
             for member in tar:
                 path = _base_member_path(member.name, fail)
@@ -422,23 +423,6 @@ def _write_member(source, target: str, mode: int) -> None:
         while chunk := source.read(CHUNK_SIZE):
             writer.write(chunk)
         os.fchmod(writer.fileno(), mode)
-
-
-class _HashingReader:
-    """Reads through to `raw`, feeding every byte to a sha512 on the way."""
-
-    def __init__(self, raw):
-        self._raw = raw
-        self.digest = hashlib.sha512()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        self.digest.update(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(CHUNK_SIZE):
-            pass
 
 
 # -- staging and command ------------------------------------------------------
@@ -561,21 +545,9 @@ def _write_aci(path: Path, entries: Iterable[Entry], file_digests: dict[str, str
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, atomic.ARTIFACT_FILE_MODE)
     with open(fd, "wb") as out:
         os.fchmod(fd, atomic.ARTIFACT_FILE_MODE)
-        sink = out if aci_hash is None else _HashingWriter(out, aci_hash)
+        sink = out if aci_hash is None else HashingWriter(out, aci_hash)
         with ParallelGzipWriter(sink) as gzip:
             return write_tar(entries, gzip, file_digests)
-
-
-class _HashingWriter:
-    """Writes through to `out`, feeding every byte to `digest` on the way."""
-
-    def __init__(self, out, digest):
-        self._out = out
-        self._digest = digest
-
-    def write(self, data) -> int:
-        self._digest.update(data)
-        return self._out.write(data)
 
 
 # -- build.json ---------------------------------------------------------------

@@ -87,7 +87,22 @@ class ContractError(PodreleaseError):
 
 
 class PodJsonError(ContractError):
-    """A `pod.json` that is missing, not JSON, or not shaped as the spec says."""
+    """A `pod.json` that is missing, not JSON, or not shaped as the spec says.
+
+    Made by `at`, it also keeps the `problem` without its `where` prefix,
+    the JSON `line` if known, and a `kind`: "file" (missing, not a regular
+    file, unreadable, too large), "json" (not JSON) or "shape" (not the spec's).
+    """
+
+    problem: str = ""
+    line: int | None = None
+    kind: str = "shape"
+
+    @classmethod
+    def at(cls, where: str, problem: str, line: int | None = None, kind: str = "file") -> "PodJsonError":
+        error = cls(f"{where}: {problem}")
+        error.problem, error.line, error.kind = problem, line, kind
+        return error
 
 
 class IntegrityError(ContractError):

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from .errors import ContractError
 
 TMP_PREFIX = ".tmp-"
 ARTIFACT_DIR_MODE = 0o755
@@ -65,18 +68,40 @@ def in_the_way(final: Path) -> bool:
         return True
 
 
-def make_dirs(path: Path) -> None:
-    """mkdir -p with mode 0755 whatever the umask: a web server may serve the root."""
-    missing = []
-    while not path.is_dir():
-        missing.append(path)
-        path = path.parent
+def make_dirs(path: Path, below: Path | None = None) -> list[Path]:
+    """mkdir -p with mode 0755 whatever the umask (a web server may serve what we make).
+
+    Returns the directories it created, outermost first, so a transaction can
+    undo them. With `below`, every component under `below` must be a real
+    directory or missing: never a symlink, which an extracted tarball may
+    have put where a later file's directory goes (following it would place
+    that file wherever the link points).
+    """
+    missing: list[Path] = []
+    probe = path
+    while not probe.is_dir():
+        missing.append(probe)
+        probe = probe.parent
+    if below is not None:
+        walked = below
+        for part in path.relative_to(below).parts:
+            walked = walked / part
+            try:
+                status = os.lstat(walked)
+            except FileNotFoundError:
+                break
+            if not stat.S_ISDIR(status.st_mode):
+                what = "a symbolic link" if stat.S_ISLNK(status.st_mode) else "not a directory"
+                raise ContractError(f"{walked}: {what}, where a directory is needed")
+    created = []
     for folder in reversed(missing):
         try:
             os.mkdir(folder)
         except FileExistsError:
             continue
         os.chmod(folder, ARTIFACT_DIR_MODE)
+        created.append(folder)
+    return created
 
 
 def replace_symlink(link: Path, target: str) -> None:

@@ -20,6 +20,7 @@ import queue
 import threading
 import zlib
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from .errors import IntegrityError
@@ -73,8 +74,19 @@ class RecordingCheck:
         self.hexdigest = self._hash.hexdigest()
 
 
-class _GzipInflater:
-    """Inflate a (possibly multi-member, zero-padded) gzip stream, `MAX_INFLATE` bytes at a time."""
+class InflateError(ValueError):
+    """A gzip stream that does not inflate; the message says why, in a few words."""
+
+
+class GzipInflater:
+    """Inflate a gzip stream as gzip(1) reads it, `MAX_INFLATE` bytes of output at a time.
+
+    The one inflater of podrelease: verify and deploy both use it, so they
+    cannot disagree about what an image holds. Concatenated members are one
+    stream (gzip's rule), zero bytes after the last member are padding
+    (gzip(1) accepts them too), anything else after it is refused, and so is
+    a stream that ends early.
+    """
 
     def __init__(self, sink: Callable[[bytes], None]):
         self._sink = sink
@@ -83,13 +95,19 @@ class _GzipInflater:
         self._pending = b""
 
     def feed(self, data) -> None:
+        try:
+            self._feed(data)
+        except zlib.error as e:
+            raise InflateError(str(e)) from None
+
+    def _feed(self, data) -> None:
         while data:
             if self._between:
                 self._pending = (self._pending + bytes(data)).lstrip(b"\0")
                 if len(self._pending) < 2:
                     return
                 if self._pending[:2] != GZIP_MAGIC:
-                    raise zlib.error("garbage after the end of the gzip stream")
+                    raise InflateError("garbage after the end of the gzip stream")
                 data, self._pending = self._pending, b""
                 self._d = zlib.decompressobj(wbits=31)
                 self._between = False
@@ -101,18 +119,28 @@ class _GzipInflater:
                 data = self._d.unused_data
             else:
                 data = self._d.unconsumed_tail
+                while not data and not self._d.eof:  # output held back by the MAX_INFLATE bound
+                    out = self._d.decompress(b"", MAX_INFLATE)
+                    if not out:
+                        break
+                    self._sink(out)
+                if self._d.eof:
+                    self._between = True
+                    data = self._d.unused_data
 
     def close(self) -> None:
         if not self._between:
-            raise zlib.error("the gzip stream ends early (truncated)")
+            raise InflateError("the gzip stream ends early (truncated)")
         if self._pending:
-            raise zlib.error("garbage after the end of the gzip stream")
+            raise InflateError("garbage after the end of the gzip stream")
 
 
 class _BackgroundSha512:
     """sha512 on a thread of its own, fed immutable `bytes`: inflating and hashing overlap.
 
     At most `depth` pieces wait in line (each at most `MAX_INFLATE` bytes).
+    The thread always ends: `hexdigest` joins it, and so does `close` on a
+    path that gives up early.
     """
 
     def __init__(self, depth: int = 4):
@@ -129,55 +157,125 @@ class _BackgroundSha512:
         self._queue.put(piece)
 
     def hexdigest(self) -> str:
-        self._queue.put(None)
-        self._thread.join()
+        self.close()
         return self._hash.hexdigest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+@dataclass(frozen=True)
+class AciDigest:
+    """What one read of an `image.aci` found."""
+
+    file_sha512: str  # of the file as stored
+    size: int  # bytes as stored
+    compressed: bool  # it starts like gzip
+    tar_sha512: str | None  # of the tar inside (the image id's hex); None when it does not inflate
+    head: bytes  # the first bytes of the tar, where its manifest is
+    error: str | None  # why it does not inflate
+
+
+class AciDigester:
+    """Stored bytes in, in order; the file's sha512 and the id of the tar inside out.
+
+    A gzip'd ACI is inflated on the caller's thread and its tar hashed on
+    another (both release the GIL); an uncompressed one is hashed as it is.
+    Keeps the first `keep_head` bytes of the tar (an ACI's manifest is its
+    first member).
+    """
+
+    def __init__(self, keep_head: int = 0, background: bool = False):
+        self._file = hashlib.sha512()
+        self._size = 0
+        self._keep_head = keep_head
+        self._background = background
+        self._head = bytearray()
+        self._start: bytes | None = b""  # the first bytes until we know if it is gzip; then None
+        self._tar: hashlib._Hash | _BackgroundSha512 = hashlib.sha512()
+        self._inflater: GzipInflater | None = None
+        self._error: str | None = None
+
+    def _tar_bytes(self, data) -> None:
+        self._tar.update(data)
+        if len(self._head) < self._keep_head:
+            self._head.extend(data[: self._keep_head - len(self._head)])
+
+    def update(self, data) -> None:
+        self._file.update(data)
+        self._size += len(data)
+        if self._start is not None:
+            self._start += bytes(data)
+            if len(self._start) < 2:
+                return
+            if self._start[:2] == GZIP_MAGIC:
+                if self._background:
+                    self._tar = _BackgroundSha512()
+                self._inflater = GzipInflater(self._tar_bytes)
+            data, self._start = self._start, None
+        self._feed(data)
+
+    def _feed(self, data) -> None:
+        if self._error is not None:
+            return  # keep hashing the stored bytes only
+        if self._inflater is None:
+            self._tar_bytes(data)
+            return
+        try:
+            self._inflater.feed(data)
+        except InflateError as e:
+            self._error = str(e)
+
+    def finish(self) -> AciDigest:
+        if self._start:
+            self._feed(self._start)  # a one-byte file: not gzip
+        self._start = None
+        if self._inflater is not None and self._error is None:
+            try:
+                self._inflater.close()
+            except InflateError as e:
+                self._error = str(e)
+        tar = self._tar.hexdigest()
+        return AciDigest(
+            file_sha512=self._file.hexdigest(),
+            size=self._size,
+            compressed=self._inflater is not None,
+            tar_sha512=None if self._error else tar,
+            head=bytes(self._head),
+            error=self._error,
+        )
+
+
+def aci_digest(path: Path | str, keep_head: int = 0) -> AciDigest:
+    """Read an `image.aci` once (never through a symlink): see `AciDigester`."""
+    digester = AciDigester(keep_head, background=True)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with open(fd, "rb", buffering=0) as f:
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        while count := f.readinto(buffer):
+            digester.update(view[:count])
+    return digester.finish()
 
 
 class AciIdCheck:
-    """The id of an ACI: sha512 of its uncompressed tar (gzip'd or not).
-
-    For a gzip'd ACI the inflated bytes are hashed on another thread (the
-    caller's thread inflates): both release the GIL, so they run in parallel.
-    """
+    """The id of an ACI: sha512 of its uncompressed tar (gzip'd or not)."""
 
     def __init__(self, expected_id: str, what: str):
         self.expected = expected_id
         self.what = what
-        self._hash: hashlib._Hash | _BackgroundSha512 = hashlib.sha512()
-        self._inflater: _GzipInflater | None = None
-        self._head: bytes | None = b""  # the first bytes until we know if it is gzip; then None
+        self._digester = AciDigester(background=True)
 
     def update(self, data) -> None:
-        if self._head is not None:
-            self._head += bytes(data)
-            if len(self._head) < 2:
-                return
-            if self._head[:2] == GZIP_MAGIC:
-                self._hash = _BackgroundSha512()
-                self._inflater = _GzipInflater(self._hash.update)
-            data, self._head = self._head, None
-        self._feed(data)
-
-    def _feed(self, data) -> None:
-        if self._inflater is None:
-            self._hash.update(data)
-            return
-        try:
-            self._inflater.feed(data)
-        except zlib.error as e:
-            raise IntegrityError(f"{self.what}: not a valid gzip-compressed ACI: {e}") from None
+        self._digester.update(data)
 
     def finish(self) -> None:
-        if self._head:
-            self._feed(self._head)  # a one-byte file: not gzip
-        self._head = None
-        if self._inflater is not None:
-            try:
-                self._inflater.close()
-            except zlib.error as e:
-                raise IntegrityError(f"{self.what}: not a valid gzip-compressed ACI: {e}") from None
-        got = "sha512-" + self._hash.hexdigest()
+        found = self._digester.finish()
+        if found.error is not None:
+            raise IntegrityError(f"{self.what}: not a valid gzip-compressed ACI: {found.error}")
+        got = f"sha512-{found.tar_sha512}"
         if got != self.expected:
             raise IntegrityError(
                 f"{self.what}: content is image {short(got)}, pod.json says {short(self.expected)}"
@@ -311,10 +409,48 @@ def verify_file(path: Path, check: Check) -> None:
     check.finish()
 
 
-def sha512_file(path: Path) -> str:
-    check = RecordingCheck()
-    verify_file(path, check)
-    return check.hexdigest
+def file_digest(path: Path | str, algorithm: str = "sha512", nofollow: bool = False) -> str:
+    """The hex digest of a file's content, read in chunks (never whole).
+
+    `nofollow`: refuse a symlink in the last component rather than read what
+    it points to (a source swapped for a link must not smuggle in another file).
+    """
+    flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_NOFOLLOW if nofollow else 0)
+    with open(os.open(path, flags), "rb", buffering=0) as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+def sha512_file(path: Path | str) -> str:
+    return file_digest(path, "sha512")
+
+
+class HashingReader:
+    """Reads through to `raw`, feeding every byte to `digest` on the way."""
+
+    def __init__(self, raw, digest=None):
+        self._raw = raw
+        self.digest = digest if digest is not None else hashlib.sha512()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.digest.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+class HashingWriter:
+    """Writes through to `out`, feeding every byte to `digest` on the way."""
+
+    def __init__(self, out, digest):
+        self._out = out
+        self._digest = digest
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        return self._out.write(data)
 
 
 def copy_file_verified(src: Path, dest: Path, check: Check, mode: int = 0o644) -> None:

@@ -9,11 +9,14 @@ of `..` so it can be joined under a directory without escaping it.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import stat
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from .names import Label, check_ac_name, check_segment, check_version, quoted
 from .errors import PodJsonError
@@ -152,22 +155,51 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
     return doc
 
 
+def read_pod_json(path: Path | str, shown: str | None = None) -> PodJson:
+    """The one way to read a `pod.json` file: a regular file (never through a symlink),
+    at most MAX_POD_JSON bytes, checked by `parse_pod_json`.
+
+    Every failure is a PodJsonError whose message starts with `shown` (default:
+    the path); its `problem` and `line` say what went wrong without that prefix.
+    """
+    shown = shown or str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise PodJsonError.at(shown, "missing") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise PodJsonError.at(shown, "not a regular file") from None
+        raise PodJsonError.at(shown, f"cannot read: {e.strerror}") from None
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PodJsonError.at(shown, "not a regular file")
+        try:
+            data = f.read(MAX_POD_JSON + 1)
+        except OSError as e:
+            raise PodJsonError.at(shown, f"cannot read: {e.strerror}") from None
+    return parse_pod_json(data, shown)
+
+
 def parse_pod_json(data: bytes, where: str) -> PodJson:
     """Parse and check `data`; `where` names its origin in every message."""
     if len(data) > MAX_POD_JSON:
-        raise PodJsonError(f"{where}: larger than {MAX_POD_JSON >> 20} MiB, not a pod.json")
+        raise PodJsonError.at(where, f"larger than {MAX_POD_JSON >> 20} MiB, not a pod.json")
     try:
         doc = json.loads(data, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as e:
+        raise PodJsonError.at(where, f"not valid JSON: {e}", line=e.lineno, kind="json") from None
+    except UnicodeDecodeError:
+        raise PodJsonError.at(where, "not valid JSON: not UTF-8", kind="json") from None
     except ValueError as e:
-        # JSONDecodeError and UnicodeDecodeError, but also a duplicate key (below) and an
-        # integer of more digits than Python converts (ValueError from int()).
-        raise PodJsonError(f"{where}: not valid JSON: {e}") from None
+        # a duplicate key (below) and an integer of more digits than Python converts (ValueError from int())
+        raise PodJsonError.at(where, f"not valid JSON: {e}", kind="json") from None
     except RecursionError:  # `[[[[...` deeper than the decoder's stack: hostile, not a pod.json
-        raise PodJsonError(f"{where}: not valid JSON: nested too deeply") from None
+        raise PodJsonError.at(where, "not valid JSON: nested too deeply", kind="json") from None
     try:
         return parse_document(doc, data)
     except PodJsonError as e:
-        raise PodJsonError(f"{where}: {e}") from None
+        raise PodJsonError.at(where, str(e), kind="shape") from None
 
 
 def parse_document(doc: object, raw: bytes = b"") -> PodJson:

@@ -43,13 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from ..core.fsops import TMP_PREFIX, fsync_dir, fsync_tree, replace_symlink, sweep
+from ..core.fsops import TMP_PREFIX, make_dirs, fsync_dir, fsync_tree, replace_symlink, sweep
 from ..core.locks import exclusive
 from ..core.hashing import (AciIdCheck, RecordingCheck, Sha512Check, check_sha512_file, sha512_file,
                         short, verify_file)
 from ..core.names import Label, version_key
 from ..core.errors import IntegrityError, ContractError
-from ..core.podjson import MAX_POD_JSON, PodJson, manifest_with_sources, parse_pod_json
+from ..core.podjson import MAX_POD_JSON, PodJson, manifest_with_sources, parse_pod_json, read_pod_json
 from ..core.safetar import extract
 from .sources import TAR_SUFFIXES, open_source
 
@@ -105,24 +105,9 @@ def _write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 def _make_dirs(top: Path, parts: tuple[str, ...]) -> Path:
-    """`top/parts...`, creating what is missing with mode 0755 whatever the umask.
-
-    Never through a symbolic link: a volume tarball extracted earlier may have put one
-    where a later volume file's directory goes, and following it would place that file
-    wherever the link points, outside DIR.
-    """
-    path = top
-    for part in parts:
-        path = path / part
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            path.mkdir()
-            os.chmod(path, 0o755)
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
-            raise ContractError(f"{path}: {what}, where a directory is needed")
+    """`top/parts...`, never through a symbolic link below `top` (see `fsops.make_dirs`)."""
+    path = top.joinpath(*parts)
+    make_dirs(path, below=top)
     return path
 
 
@@ -293,8 +278,8 @@ class Store:
 
     def _read_pod(self, vdir: Path) -> PodJson | None:
         try:
-            return parse_pod_json((vdir / "pod.json").read_bytes(), str(vdir / "pod.json"))
-        except (OSError, ContractError):
+            return read_pod_json(vdir / "pod.json")
+        except ContractError:
             return None
 
     def _read_record(self, vdir: Path) -> dict | None:
@@ -555,22 +540,11 @@ class Store:
         _write_new(vstage / RECORD, _json_bytes(record))
         return vstage
 
-    def _makedirs(self, path: Path) -> list[Path]:
-        """mkdir -p, returning the directories created (deepest last)."""
-        missing = []
-        while not path.exists():
-            missing.append(path)
-            path = path.parent
-        for p in reversed(missing):
-            p.mkdir(mode=0o755)
-            os.chmod(p, 0o755)
-        return list(reversed(missing))
-
     def _commit(self, pod: PodJson, final: Path, vstage: Path, new_images: dict[str, Path],
                 staging: Path, repair: bool) -> None:
         undo: list[Callable[[], None]] = []
         try:
-            for created in self._makedirs(self.images):
+            for created in make_dirs(self.images):
                 undo.append(lambda p=created: p.rmdir())
             for image_id, staged in new_images.items():
                 target = self.image_dir(image_id)
@@ -582,7 +556,7 @@ class Store:
                 undo.append(lambda s=staged, t=target: os.rename(t, s))
             if new_images:
                 fsync_dir(self.images)
-            for created in self._makedirs(final.parent):
+            for created in make_dirs(final.parent):
                 undo.append(lambda p=created: p.rmdir())
             sweep(final.parent)
             if repair:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,16 +24,16 @@ import yaml
 from ..core import fsops as atomic
 from ..model import instructions
 from ..model import rules
+from ..core import git
 from ..core.errors import UserError
 from ..model.instructions import Instruction, Parameters, Pin
 from ..model.layout import INSTRUCTION_SUFFIX, POD_JSON, InstructionPath, ReleaseRoot
 from ..core.names import Label, PodVersion, check_ac_name, check_label_path, check_segment, check_version, quoted, version_key
-from ..core.errors import ContractError
+from ..core.errors import PodJsonError
 from ..model.plan import make_plan
-from ..core.podjson import PodJson, parse_pod_json
+from ..core.podjson import PodJson, read_pod_json
 
 POD_VERSION_FORM = "<channel>/<label_path>/<pod>/<version>"
-GIT_TIMEOUT = 60  # seconds; `git status` on a huge tree is slow, not stuck
 
 
 def refuse(message: str) -> UserError:
@@ -88,32 +87,21 @@ def source_revision(shipyard: Path) -> Revision:
     release root do not change what a release builds.
     """
     try:
-        head = _git(shipyard, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
-    except FileNotFoundError:
+        head = git.run(shipyard, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    except git.GitMissing:
         return Revision(None, note="git is not installed; no revision written")
     if head.returncode != 0:
-        inside = _git(shipyard, "rev-parse", "--is-inside-work-tree")
+        inside = git.run(shipyard, "rev-parse", "--is-inside-work-tree")
         if inside.returncode == 0 and inside.stdout.strip() == "true":
             return Revision(None, note="the git checkout of shipyard/ has no commit yet; no revision written")
         said = inside.stderr.strip().splitlines()
         if said and "not a git repository" not in said[-1]:  # e.g. git refusing a checkout of another owner
             return Revision(None, note=f"git cannot read the checkout of shipyard/ ({said[-1]}); no revision written")
         return Revision(None, note="shipyard/ is not in a git checkout; no revision written")
-    status = _git(shipyard, "status", "--porcelain", "--untracked-files=normal", "--", ".")
+    status = git.run(shipyard, "status", "--porcelain", "--untracked-files=normal", "--", ".")
     if status.returncode != 0:
         raise refuse(f"git status failed in {shipyard}: {status.stderr.strip() or status.returncode}")
     return Revision(head.stdout.strip(), dirty=bool(status.stdout.strip()))
-
-
-def _git(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(
-            ["git", *args], cwd=folder, capture_output=True, text=True, timeout=GIT_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},  # status must not write the index
-        )
-    except subprocess.TimeoutExpired:
-        raise refuse(f"git {args[0]} did not finish within {GIT_TIMEOUT} s in {folder}") from None
 
 
 # ---------------------------------------------------------------- the document
@@ -324,11 +312,11 @@ def promote(root: ReleaseRoot, source: PodVersion, to_channel: str) -> Written:
 def _released_pod(root: ReleaseRoot, source: PodVersion) -> PodJson:
     pod_dir = root.pod_dir(source.channel, source.pod, source.version)
     path = pod_dir / POD_JSON
-    if not path.is_file():
-        raise refuse(f"{source} is not released ({root.shown(path)} does not exist); release it first: doit release:{source}")
     try:
-        released = parse_pod_json(path.read_bytes(), root.shown(path))
-    except ContractError as err:
+        released = read_pod_json(path, root.shown(path))
+    except PodJsonError as err:
+        if err.problem == "missing":
+            raise refuse(f"{source} is not released ({root.shown(path)} does not exist); release it first: doit release:{source}") from None
         raise refuse(f"cannot promote {source}: {err}") from None
     if (released.label, released.channel, released.version) != (source.pod, source.channel, source.version):
         raise refuse(f"{root.shown(path)} describes {released.channel}/{released.label.join(released.version)}, not {source}")

@@ -27,7 +27,6 @@ never an instruction without its pod directory.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from contextlib import nullcontext
@@ -41,14 +40,14 @@ from ..model import instructions
 from ..core import locks as locking
 from ..model import rules
 from .authoring import parse_pod_version, refuse
-from ..core.errors import UserError
-from ..model.layout import POD_JSON, TIP, ReleaseRoot
-from ..core.names import Label, PodVersion, check_ac_name, check_label_path, check_segment, check_version, version_key
+from ..core.errors import PodJsonError, UserError
+from ..core.podjson import read_pod_json
+from ..model.layout import POD_JSON, ReleaseRoot, scan_channels
+from ..core.names import Label, PodVersion, check_ac_name, check_label_path, check_version, version_key
 from ..model.plan import make_plan
 
 IMAGE = "image"
 VOLUME = "volume"
-MAX_POD_JSON = 16 << 20
 IMAGE_FILES = (imaging.IMAGE_FILE, imaging.SHA512_FILE, imaging.BUILD_RECORD_FILE)
 
 
@@ -189,41 +188,23 @@ def survey(root: ReleaseRoot) -> Survey:
 
 def _walk_channels(root: ReleaseRoot, found: Survey) -> None:
     """Every pod directory's references; each pod home's released versions and tip."""
-    homes: dict[Path, list[str]] = {}
-    for dirpath, dirnames, filenames in os.walk(root.channels):
-        folder = Path(dirpath)
-        dirnames.sort()
-        if POD_JSON in filenames or folder.name.startswith(atomic.TMP_PREFIX):
-            dirnames[:] = []
+    for home in scan_channels(root).homes:
+        for temporary in home.temporaries:
             try:
-                found.refs[root.shown(folder)] = frozenset(_references(root, folder))
+                found.refs[root.shown(temporary)] = frozenset(_references(root, temporary))
             except FileNotFoundError:
-                if not folder.name.startswith(atomic.TMP_PREFIX):
-                    raise
                 continue  # a running release renamed it into place after the walk listed it
-            if POD_JSON in filenames and not folder.name.startswith("."):
-                homes.setdefault(folder.parent, []).append(folder.name)
-    for home, versions in sorted(homes.items()):
-        place = _pod_home(root, home)
-        if place is None:
+        versions = []
+        for name, folder in home.pod_dirs.items():
+            if os.path.isfile(folder / POD_JSON):
+                found.refs[root.shown(folder)] = frozenset(_references(root, folder))
+                versions.append(name)
+        pod = home.label
+        if pod is None or not versions:
             continue  # a folder that is no pod home: its references count, it is never removed
-        channel, pod = place
         released = tuple(sorted((v for v in versions if _is_version(v)), key=version_key))
-        tip = home / TIP
-        target = os.readlink(tip) if tip.is_symlink() else None
-        found.pods.append(PodVersions(channel, pod, released, target))
-
-
-def _pod_home(root: ReleaseRoot, home: Path) -> tuple[str, Label] | None:
-    parts = home.relative_to(root.channels).parts
-    if len(parts) < 2:
-        return None
-    try:
-        channel = check_segment(parts[0], "channel")
-        label = Label(check_label_path("/".join(parts[1:-1])), check_ac_name(parts[-1], "pod name"))
-    except ValueError:
-        return None
-    return channel, label
+        target = os.readlink(home.tip) if home.tip is not None and home.tip.is_symlink() else None
+        found.pods.append(PodVersions(home.channel, pod, released, target))
 
 
 def _is_version(text: str) -> bool:
@@ -260,15 +241,10 @@ def _references(root: ReleaseRoot, folder: Path) -> set[Artifact]:
 
 def _named_in_pod_json(root: ReleaseRoot, path: Path) -> set[Artifact]:
     try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read(MAX_POD_JSON + 1))
-        refs = set()
-        for kind, key in ((IMAGE, "images"), (VOLUME, "volumes")):
-            for item in doc[key]:
-                refs.add(Artifact(kind, Label.parse(item["label"]), check_version(item["version"])))
-        return refs
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(root.shown(path), None, f"cannot tell what this pod refers to ({err}); cleanup removes nothing until it is repaired (see doit verify)") from None
+        pod = read_pod_json(path, root.shown(path))
+    except PodJsonError as err:
+        raise UserError(root.shown(path), None, f"cannot tell what this pod refers to ({err.problem}); cleanup removes nothing until it is repaired (see doit verify)") from None
+    return {Artifact(IMAGE, i.label, i.version) for i in pod.images} | {Artifact(VOLUME, v.label, v.version) for v in pod.volumes}
 
 
 def _artifact_at(root: ReleaseRoot, target: Path) -> Artifact | None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from ..core import fsops as atomic
 from ..core import locks as locking
 from ..build.archive import Entry, ParallelGzipWriter, SourceChangedError, sort_key, write_tar
-from ..build.assembly import sha512_file
+from ..core.hashing import sha512_file
 from .authoring import refuse
 from ..model.layout import ReleaseRoot
 from ..core.names import Label, check_version, quoted

@@ -7,10 +7,11 @@ get here (see names.py), so a path built here never leaves the root.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import UserError, UserErrors
+from ..core.fsops import TMP_PREFIX
 from ..core.names import Label, check_ac_name, check_label_path, check_segment, check_version
 
 BUILD_FILE = "build.yaml"
@@ -105,48 +106,20 @@ class ReleaseRoot:
     def instruction_paths(self) -> list[InstructionPath]:
         """Every `channels/<channel>/<label_path>/<pod>/<version>.yaml`, sorted.
 
-        Pod directories (a folder next to its instruction, or holding a
-        pod.json) and dot-folders (temporaries) are not descended into.
+        A badly placed or named instruction (or channel folder) is one error each.
         """
+        scan = scan_channels(self)
         found: list[InstructionPath] = []
-        errors: list[UserError] = []
-        if not self.channels.is_dir():
-            return found
-        for channel in sorted(os.listdir(self.channels)):
-            top = self.channels / channel
-            if channel.startswith(".") or not top.is_dir():
-                continue
-            try:
-                check_segment(channel, "channel")
-            except ValueError as err:
-                errors.append(UserError(self.shown(top), None, str(err)))
-                continue
-            self._walk_channel(channel, top, (), found, errors)
-        if errors:
-            raise UserErrors(errors)
-        return found
-
-    def _walk_channel(self, channel: str, folder: Path, parts: tuple[str, ...], found: list, errors: list) -> None:
-        """Collect instructions below `folder`; a badly placed or named one is an error each."""
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        names = {e.name for e in entries}
-        if parts and POD_JSON in names:
-            return  # a pod directory whose instruction is gone
-        for entry in entries:
-            name = entry.name
-            if name.startswith("."):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                if name + INSTRUCTION_SUFFIX in names:
-                    continue  # the pod directory of that instruction
-                self._walk_channel(channel, Path(entry.path), parts + (name,), found, errors)
-            elif name.endswith((".yaml", ".yml")):
-                if not parts and name == CHANNEL_FILE:
-                    continue
+        errors: list[UserError] = list(scan.bad_channels)
+        for home in scan.homes:
+            for path, regular in home.instructions:
                 try:
-                    found.append(self.instruction_path(channel, Path(entry.path), parts, entry.is_file(follow_symlinks=False)))
+                    found.append(self.instruction_path(home.channel, path, home.parts, regular))
                 except UserError as err:
                     errors.append(err)
+        if errors:
+            raise UserErrors(errors)
+        return sorted(found, key=lambda where: where.path.parts)
 
     def instruction_path(self, channel: str, path: Path, parts: tuple[str, ...], regular: bool) -> InstructionPath:
         """What an instruction's path says, or why it is no instruction path.
@@ -169,3 +142,99 @@ class ReleaseRoot:
         except ValueError as err:
             raise UserError(shown, None, f"bad instruction path: {err}") from None
         return InstructionPath(path, shown, channel, Label(label_path, pod), version)
+
+
+# ---------------------------------------------------------------- the one scanner of channels/
+
+
+@dataclass
+class PodHome:
+    """One folder under `channels/<channel>/`: what discovery, verify and cleanup look at.
+
+    A pod's home (`<label_path>/<pod>/`) holds its instructions, its pod
+    directories and its tip; a label-path folder holds only deeper folders.
+    """
+
+    channel: str
+    folder: Path
+    parts: tuple[str, ...]  # the folders between the channel and this one
+    instructions: list[tuple[Path, bool]] = field(default_factory=list)  # (path, is a regular file)
+    pod_dirs: dict[str, Path] = field(default_factory=dict)  # version folder name -> path
+    tip: Path | None = None
+    symlinked_pod_dirs: list[Path] = field(default_factory=list)  # a link where a pod directory belongs
+    temporaries: list[Path] = field(default_factory=list)  # `.tmp-*` of a running or dead release
+
+    @property
+    def label(self) -> Label | None:
+        """The pod this folder is the home of, if its path names one."""
+        if not self.parts:
+            return None
+        try:
+            return Label(check_label_path("/".join(self.parts[:-1])), check_ac_name(self.parts[-1], "pod name"))
+        except ValueError:
+            return None
+
+
+@dataclass
+class ChannelScan:
+    homes: list[PodHome]  # in path order; only folders holding something
+    bad_channels: list[UserError]  # channel folders whose name is not a channel
+    unreadable: list[tuple[Path, OSError]]  # folders that could not be listed
+
+
+def scan_channels(root: ReleaseRoot) -> ChannelScan:
+    """Walk `channels/` once, sorting what is there into pod homes.
+
+    A folder is a pod directory (never descended into) when an instruction
+    of its name sits beside it or it holds a pod.json. Dot-names are left
+    alone, but `.tmp-*` directories are noted: cleanup must see what a
+    running release is assembling.
+    """
+    scan = ChannelScan([], [], [])
+    if not root.channels.is_dir():
+        return scan
+    for channel in sorted(os.listdir(root.channels)):
+        top = root.channels / channel
+        if channel.startswith(".") or not top.is_dir():
+            continue
+        try:
+            check_segment(channel, "channel")
+        except ValueError as err:
+            scan.bad_channels.append(UserError(root.shown(top), None, str(err)))
+            continue
+        _scan_folder(channel, top, (), scan)
+    return scan
+
+
+def _scan_folder(channel: str, folder: Path, parts: tuple[str, ...], scan: ChannelScan) -> None:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as err:
+        scan.unreadable.append((folder, err))
+        return
+    names = {e.name for e in entries}
+    home = PodHome(channel, folder, parts)
+    deeper = []
+    for entry in entries:
+        name, path = entry.name, Path(entry.path)
+        if name.startswith("."):
+            if name.startswith(TMP_PREFIX) and entry.is_dir(follow_symlinks=False):
+                home.temporaries.append(path)
+            continue
+        if parts and name == TIP:
+            home.tip = path
+        elif entry.is_dir(follow_symlinks=False):
+            if name + INSTRUCTION_SUFFIX in names or os.path.lexists(path / POD_JSON):
+                home.pod_dirs[name] = path
+            else:
+                deeper.append(path)
+        elif name.endswith((".yaml", ".yml")):
+            if not parts and name == CHANNEL_FILE:
+                continue
+            home.instructions.append((path, entry.is_file(follow_symlinks=False)))
+        elif parts and entry.is_symlink() and name + INSTRUCTION_SUFFIX in names:
+            home.symlinked_pod_dirs.append(path)
+    if home.instructions or home.pod_dirs or home.tip or home.symlinked_pod_dirs or home.temporaries:
+        scan.homes.append(home)
+    for path in deeper:
+        _scan_folder(channel, path, parts + (path.name,), scan)

@@ -44,14 +44,12 @@ stored) decides whether `image.aci` or `sha512` is the file that changed.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import re
 import stat
 import tarfile
-import zlib
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,8 +64,10 @@ from ..core.errors import UserError, UserErrors
 from ..model.layout import CHANNEL_FILE, INSTRUCTION_SUFFIX, POD_JSON, TIP, ReleaseRoot
 from ..core.names import Label, check_ac_name, check_label_path, check_segment, check_version, version_key
 from ..core.errors import PodJsonError
+from ..model.tip import tip_version
 from ..model.plan import effective_rule, make_plan
 from ..core.podjson import MAX_POD_JSON, parse_document
+from ..core.hashing import AciDigest, aci_digest, file_digest, sha512_file
 
 CHUNK = 1 << 20  # bytes read, inflated and hashed at a time
 MANIFEST_HEAD = 1 << 16  # the first bytes of a tar kept to read its manifest (its first member)
@@ -155,76 +155,7 @@ def verify(root: ReleaseRoot, workers: int | None = None) -> Report:
 # ---------------------------------------------------------------- hashing (pure-ish)
 
 
-@dataclass(frozen=True)
-class AciDigest:
-    file_sha512: str | None  # of image.aci as stored
-    tar_sha512: str | None  # of the tar inside: the image id's hex
-    manifest: dict | None  # the manifest, if the first member could be read
-    error: str | None  # why it does not decompress (then tar_sha512 is None)
-
-
-def hash_aci(path: Path) -> AciDigest:
-    """Inflate `path` in 1 MiB steps, hashing the stored and the inflated bytes.
-
-    Concatenated gzip members are accepted (gzip's own rule); anything else
-    after the end of the stream, or a stream that ends early, is an error.
-    """
-    file_hash, tar_hash = hashlib.sha512(), hashlib.sha512()
-    head = bytearray()
-
-    def sink(data: bytes) -> None:
-        tar_hash.update(data)
-        if len(head) < MANIFEST_HEAD:
-            head.extend(data[: MANIFEST_HEAD - len(head)])
-
-    inflater = zlib.decompressobj(wbits=31)
-    ended = False  # the current member is complete; another may follow
-    error = None
-    size = 0
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb", buffering=0) as f:
-        while count := f.readinto(buffer):
-            chunk = view[:count]
-            file_hash.update(chunk)
-            size += count
-            if error:
-                continue  # keep hashing the stored bytes only
-            data = bytes(chunk)
-            try:
-                while data:
-                    if ended:
-                        inflater, ended = zlib.decompressobj(wbits=31), False
-                        try:
-                            data = _inflate(inflater, data, sink)
-                        except zlib.error:
-                            raise zlib.error("data after the end of the gzip stream") from None
-                    else:
-                        data = _inflate(inflater, data, sink)
-                    ended = inflater.eof
-            except zlib.error as exc:
-                error = f"does not decompress: {exc}"
-    if error is None and not ended:
-        error = "does not decompress: the gzip stream ends early (truncated)" if size else "is empty"
-    if error:
-        return AciDigest(file_hash.hexdigest(), None, None, error)
-    return AciDigest(file_hash.hexdigest(), tar_hash.hexdigest(), _read_manifest(bytes(head)), None)
-
-
-def _inflate(inflater, data: bytes, sink) -> bytes:
-    """Feed `data`; never more than CHUNK bytes of output at once. Returns what follows the member."""
-    while True:
-        out = inflater.decompress(data, CHUNK)
-        if out:
-            sink(out)
-        if inflater.eof:
-            return inflater.unused_data
-        data = inflater.unconsumed_tail
-        if not data and len(out) < CHUNK:
-            return b""
-
-
-def _read_manifest(head: bytes) -> dict | None:
+def read_manifest(head: bytes) -> dict | None:
     """The ACI's first member is `manifest` (entries are sorted); None if unreadable from `head`."""
     try:
         with tarfile.open(fileobj=io.BytesIO(head), mode="r|") as tar:
@@ -240,33 +171,13 @@ def _read_manifest(head: bytes) -> dict | None:
         return {"_invalid": True}
 
 
-def sha512_of(path: Path) -> str:
-    digest = hashlib.sha512()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as f:
-        while count := f.readinto(buffer):
-            digest.update(view[:count])
-    return digest.hexdigest()
-
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb", buffering=0) as f:
-        while count := f.readinto(buffer):
-            digest.update(view[:count])
-    return digest.hexdigest()
-
-
 # ---------------------------------------------------------------- drift (pure-ish)
 
 
 def current_inputs(rule: rules.ImageRule, version: str) -> dict:
     """What `imaging.build_image` would record as `inputs` if it built `rule` now."""
     tree = imaging.rootfs_tree(rule)
-    digests = {path: sha256_of(node.source) for path, node in tree.items() if node.kind == "file"}
+    digests = {path: file_digest(node.source, "sha256", nofollow=True) for path, node in tree.items() if node.kind == "file"}
     return imaging.build_record(rule, version, "0" * 128, tree, digests)["inputs"]
 
 
@@ -333,6 +244,7 @@ class ImageDir:
     recorded: str | None = None  # hex in the sha512 file, if well-formed
     record: dict | None = None  # build.json, if it parses
     broken: bool = False  # an error was reported for it
+    unreadable: str | None = None  # why image.aci could not be read
 
     @property
     def id(self) -> str | None:
@@ -681,13 +593,13 @@ class _Verifier:
 
     def _hash_image(self, image: ImageDir) -> None:
         try:
-            image.aci = hash_aci(image.path / imaging.IMAGE_FILE)
+            image.aci = aci_digest(image.path / imaging.IMAGE_FILE, MANIFEST_HEAD)
         except OSError as err:
-            image.aci = AciDigest(None, None, None, f"cannot be read: {err.strerror}")
+            image.unreadable = f"cannot be read: {err.strerror}"
 
     def _hash_volume_file(self, real: str) -> None:
         try:
-            self.volume_digests[real] = sha512_of(Path(real))
+            self.volume_digests[real] = sha512_file(real)
         except OSError as err:
             self.volume_digests[real] = err
 
@@ -700,13 +612,15 @@ class _Verifier:
         self.read_sha512_file(image, sha_path)
         record = self.read_build_record(image)
         aci = image.aci
-        if aci is None:
+        if image.unreadable:
+            self.error_image(image, aci_path, image.unreadable)
+        elif aci is None:
             if os.path.lexists(aci_path):
                 self.error_image(image, aci_path, "image.aci is not a regular file")
             else:
                 self.error_image(image, folder, "no image.aci: the image is not built")
-        elif aci.error:
-            self.error_image(image, aci_path, aci.error)
+        elif aci.error or not aci.compressed:
+            self.error_image(image, aci_path, _inflate_problem(aci))
         else:
             actual = f"sha512-{aci.tar_sha512}"
             stored_file = record.get("aci_sha512") if record else None
@@ -726,8 +640,9 @@ class _Verifier:
                     "changed since it was built: its bytes no longer have the sha512 build.json recorded "
                     "(the tar inside is intact; its gzip wrapper is not)",
                 )
-            if aci.manifest is not None and not image.broken:
-                self.check_manifest(image, aci_path, aci.manifest)
+            manifest = read_manifest(aci.head)
+            if manifest is not None and not image.broken:
+                self.check_manifest(image, aci_path, manifest)
         if record is not None:
             self.check_build_record(image, record)
 
@@ -930,8 +845,7 @@ class _Verifier:
         if not released and home.tip is None:
             return
         self.checked["tips"] += 1
-        candidates = [v for v in released if v not in home.yanked]
-        highest = max(candidates, key=version_key) if candidates else None
+        highest = tip_version(released, home.yanked)
         if home.tip is None:
             if highest is not None and not home.unreadable:
                 self.report("tip", tip, f"missing: should point at {highest}, the highest released version")
@@ -1110,6 +1024,15 @@ class DriftJob:
     image: ImageDir
     inputs: dict | None = None
     failure: str | None = None
+
+
+def _inflate_problem(aci: AciDigest) -> str:
+    """Why an image.aci is no gzip'd tar, as verify says it."""
+    if aci.size == 0:
+        return "is empty"
+    if not aci.compressed:
+        return "does not decompress: not gzip-compressed"
+    return f"does not decompress: {aci.error}"
 
 
 def _should(highest: str | None) -> str:
