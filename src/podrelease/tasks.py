@@ -1,4 +1,70 @@
-"""`from podrelease.tasks import *`: the one line of a release root's dodo.py."""
+"""`from podrelease.tasks import *`: the one line of a release root's dodo.py.
 
-from .plugin.loader import *  # noqa: F401,F403
-from .plugin.loader import __all__  # noqa: F401
+doit's default loader imports the dodo file, takes `DOIT_CONFIG` and calls
+every `task_*` creator. Importing this module reads nothing. doit reads
+`DOIT_CONFIG` right before it opens its state file, and that read loads and
+plans the root (`plugin.session.Release`), so a mistake prints its lines
+and stops doit before anything is written; every creator then asks that one
+plan. The release root is the dodo file's folder (doit runs there), or
+`RELEASE_ROOT`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from .model.layout import ReleaseRoot
+from .plugin.loader import doit_config, load_release
+
+__all__ = ["DOIT_CONFIG", "task_image", "task__volumes", "task_volume", "task_pod", "task_tip", "task_release", "task_bundle"]
+
+@functools.cache
+def _release():
+    return load_release(ReleaseRoot.from_environment(Path.cwd()))
+
+
+class _PlannedConfig(dict):
+    """doit's configuration of the root, planning the root when doit first reads it."""
+
+    def items(self):
+        _release()
+        return super().items()
+
+
+DOIT_CONFIG = _PlannedConfig(doit_config(ReleaseRoot.from_environment(Path.cwd())))
+
+
+def task_image():
+    """Build one image version (shared by every instruction that uses it)."""
+    return _release().task_image()
+
+
+def task__volumes():
+    """Check the volumes of every pending release first: a missing one stops plain `doit` before any build."""
+    return _release().task__volumes()
+
+
+def task_volume():
+    """Check one volume version exists (releases never create volumes)."""
+    return _release().task_volume()
+
+
+def task_pod():
+    """Assemble one pod directory: pod.json, links to images and volumes, files."""
+    return _release().task_pod()
+
+
+def task_tip():
+    """Point a pod's tip at its highest released version in a channel."""
+    return _release().task_tip()
+
+
+def task_release():
+    """Release one instruction: its volumes, images and pod, then its tip."""
+    return _release().task_release()
+
+
+def task_bundle():
+    """Write a pod's self-contained bundle (releasing the pod first if needed)."""
+    return _release().task_bundle()

@@ -25,6 +25,8 @@ MAX_BYTES = 1 << 20
 MAX_VALUES = 50_000
 MAX_DEPTH = 64
 SHALLOW_BYTES = 16 * 1024  # too small to hold MAX_VALUES nodes
+TOO_DEEP = f"document is nested deeper than {MAX_DEPTH} levels"
+LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"  # libyaml >= 0.2.6's own limit (1000 levels)
 
 Where = tuple  # a path into the document: keys and list indexes
 
@@ -81,8 +83,13 @@ def load(path: Path, shown_as: str) -> Document:
             loader.dispose()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark else None
         problem = err.problem or err.context or "invalid YAML"
-        raise UserError(shown_as, mark.line + 1 if mark else None, f"invalid YAML: {_one_line(problem)}") from None
+        if LIBYAML_TOO_DEEP in problem:
+            # newer libyaml refuses deep nesting itself, before our own walk reaches MAX_DEPTH:
+            # the same mistake must read the same whichever libyaml finds it
+            raise UserError(shown_as, line, TOO_DEEP) from None
+        raise UserError(shown_as, line, f"invalid YAML: {_one_line(problem)}") from None
     except yaml.YAMLError as err:
         raise UserError(shown_as, None, f"invalid YAML: {_one_line(str(err))}") from None
 
@@ -142,7 +149,7 @@ def _check_shape(text: str, shown_as: str) -> None:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
-                raise UserError(shown_as, event.start_mark.line + 1, f"document is nested deeper than {MAX_DEPTH} levels")
+                raise UserError(shown_as, event.start_mark.line + 1, TOO_DEEP)
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 
@@ -181,7 +188,7 @@ class _Walk:
         if self.count > MAX_VALUES:
             raise self.fail(node, f"document has more than {MAX_VALUES} values (alias expansion?)")
         if depth > MAX_DEPTH:
-            raise self.fail(node, f"document is nested deeper than {MAX_DEPTH} levels")
+            raise self.fail(node, TOO_DEEP)
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, where)
         if isinstance(node, yaml.SequenceNode):

@@ -1,0 +1,20 @@
+"""doit commands that podrelease adds through the `doit.COMMAND` entry point, one per module.
+
+`doit verify`, `doit new`, `doit promote`, `doit cleanup` and
+`doit volume-create` work in any release root once podrelease is installed.
+They find the release root as the task loader does (`plugin.root`) but never
+load tasks: loading stops at the first broken build file or instruction,
+while verify must report every problem, and the authoring commands must not
+build or release anything.
+
+These modules are only glue: options, arguments and one-line errors. What
+the commands do lives in `podrelease.verify` and `podrelease.manage`.
+"""
+
+from .cleanup import Cleanup
+from .new import New
+from .promote import Promote
+from .verify import Verify
+from .volume_create import VolumeCreate
+
+__all__ = ["Cleanup", "New", "Promote", "Verify", "VolumeCreate"]

@@ -1,0 +1,74 @@
+"""`doit verify`: check the release root; print one line per problem; repair nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from doit.cmd_base import Command
+
+from ...verify import verify
+from ..root import ROOT_OPTIONS, release_root, root_problem
+from .base import USAGE_ERROR
+
+opt_json = {
+    "name": "json",
+    "short": "",
+    "long": "json",
+    "type": bool,
+    "default": False,
+    "help": "print one JSON document {\"problems\": [...], \"checked\": {...}} instead of lines",
+}
+
+opt_strict = {
+    "name": "strict",
+    "short": "",
+    "long": "strict",
+    "type": bool,
+    "default": False,
+    "help": "exit 1 on warnings (drift) too, not only on errors",
+}
+
+
+class Verify(Command):
+    name = "verify"
+    doc_purpose = "check the release root's images, pods, tips and instructions; repair nothing"
+    doc_usage = "[--json] [--strict]"
+    doc_description = """\
+Checks every image (image.aci decompresses; its sha512 equals the sha512 file,
+build.json and every pod.json id naming it), every pod directory (pod.json
+parses and matches the spec; every symlink is relative, resolves and stays
+inside the release root; the referenced image and volume versions exist and
+volume files keep their sha512), every tip (points at the highest released
+version) and every instruction (loads; agrees with its pod directory).
+Warns when an image's rule or input files changed since its newest version was
+built (drift: the version was not bumped).
+Prints one `path[:line]: message` line per problem, then a summary.
+Exit status: 0 if there is no error (warnings allowed unless --strict), 1
+otherwise. Reads only; never writes.
+The release root is $RELEASE_ROOT, else the dodo file's folder (or --dir)."""
+
+    cmd_options = (opt_json, opt_strict, *ROOT_OPTIONS)
+
+    def execute(self, params, args):
+        if args:
+            sys.stderr.write(f"ERROR: verify takes no arguments (got {' '.join(args)})\n")
+            return USAGE_ERROR
+        root = release_root(params)
+        problem = root_problem(root)
+        if problem:
+            sys.stderr.write(f"ERROR: {problem}\n")
+            return USAGE_ERROR
+        report = verify(root)
+        try:
+            if params.get("json"):
+                sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+            else:
+                for problem in report.problems:
+                    sys.stdout.write(f"{problem}\n")
+                sys.stdout.write(report.summary() + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # `doit verify | head`: the reader has gone
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1 if report.failed(strict=bool(params.get("strict"))) else 0
