@@ -117,5 +117,9 @@ class FetchError(ContractError):
     """A source that cannot be read: missing file, HTTP error, retries exhausted."""
 
 
+class SignatureError(ContractError):
+    """A `pod.json.sig` that is missing, malformed, or not made by a key trusted for its channel."""
+
+
 class LockTimeout(ContractError):
     """Another process held a lock for longer than we were willing to wait."""
