@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Installs what podrelease and its tests need on a fresh Debian machine:
-# Debian's appc-spec (actool), nginx-light and curl; the package itself.
+# Debian's appc-spec (actool), nginx-light and curl; the container tools the
+# runtime and its tests use (podman, skopeo, umoci, runc, catatonit,
+# busybox-static); then this package with its test and lint extras, at the
+# exact versions of constraints.txt.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
 command -v actool >/dev/null 2>&1 || missing+=(appc-spec)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
+for tool in curl podman skopeo umoci runc catatonit; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+[ -x /bin/busybox ] || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,lint]'
