@@ -22,7 +22,7 @@ import tarfile
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, Iterable, Literal
 
 CHUNK_SIZE = 1 << 20  # file data is read (and hashed) this much at a time
@@ -83,6 +83,7 @@ def write_tar(
     entries: Iterable[Entry],
     out: BinaryIO,
     file_digests: dict[str, str] | None = None,
+    subtree: tuple[BinaryIO, str] | None = None,
 ) -> str:
     """Write a deterministic tar of `entries` to `out`; return the hex sha512 of its bytes.
 
@@ -90,37 +91,50 @@ def write_tar(
     duplicates: sorting is the caller's job because only the caller knows
     whether the list fits in memory. If `file_digests` is given it is filled
     with `name -> sha256 hex` of each file's content, from the same read.
+    `subtree = (out2, prefix)` also writes, to `out2`, the tar of the entries
+    below `prefix/` with that prefix removed (an image's rootfs as an OCI
+    layer), from the same read of each file: a source is opened once.
     `out.write` must not keep the buffer it is given (file objects don't).
     """
     writer = _TarWriter(out, file_digests)
+    inner = _TarWriter(subtree[0], None, hashed=False) if subtree else None
+    below = f"{subtree[1]}/" if subtree else ""
     previous: bytes | None = None
     for entry in entries:
         key = sort_key(entry.name)
         if previous is not None and key <= previous:
             raise ValueError(f"tar entries out of order or duplicated at {entry.name!r}")
         previous = key
-        writer.add(entry)
+        if inner is not None and entry.name.startswith(below):
+            writer.add(entry, also=(inner, replace(entry, name=entry.name[len(below):])))
+        else:
+            writer.add(entry)
+    if inner is not None:
+        inner.finish()
     return writer.finish()
 
 
 class _TarWriter:
     """Appends headers and data to `out`, hashing every byte on the way."""
 
-    def __init__(self, out: BinaryIO, file_digests: dict[str, str] | None):
+    def __init__(self, out: BinaryIO, file_digests: dict[str, str] | None, hashed: bool = True):
         self._out = out
-        self._sha512 = hashlib.sha512()
+        self._sha512 = hashlib.sha512() if hashed else None
         self._offset = 0
         self._file_digests = file_digests
         self._chunk = memoryview(bytearray(CHUNK_SIZE))
 
-    def add(self, entry: Entry) -> None:
+    def add(self, entry: Entry, also: tuple[_TarWriter, Entry] | None = None) -> None:
+        """Append `entry`; with `also`, append the same content to another tar under another name."""
         if entry.kind == "file" and entry.source is not None:
-            self._add_source_file(entry)
-        elif entry.kind == "file":
-            self._add_header(entry, len(entry.data))
-            self._add_data(entry.name, [entry.data])
-        else:
-            self._add_header(entry, 0)
+            self._add_source_file(entry, also)
+            return
+        size = len(entry.data) if entry.data is not None else 0
+        self._add_header(entry, size)
+        if also is not None:
+            also[0]._add_header(also[1], size)
+        if entry.kind == "file":
+            self._add_data(entry.name, [entry.data], also)
 
     def finish(self) -> str:
         """End-of-archive marker and record padding, exactly as `tarfile.close` writes them."""
@@ -128,9 +142,9 @@ class _TarWriter:
         remainder = self._offset % tarfile.RECORDSIZE
         if remainder:
             self._emit(tarfile.NUL * (tarfile.RECORDSIZE - remainder))
-        return self._sha512.hexdigest()
+        return self._sha512.hexdigest() if self._sha512 is not None else ""
 
-    def _add_source_file(self, entry: Entry) -> None:
+    def _add_source_file(self, entry: Entry, also: tuple[_TarWriter, Entry] | None) -> None:
         # O_NOFOLLOW: a source swapped for a symlink must not smuggle in another file.
         fd = os.open(entry.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with open(fd, "rb", buffering=0) as source:
@@ -138,7 +152,9 @@ class _TarWriter:
             if not stat.S_ISREG(status.st_mode):
                 raise SourceChangedError(f"{entry.source}: not a regular file any more")
             self._add_header(entry, status.st_size)
-            self._add_data(entry.name, _read_exactly(source, entry.source, status.st_size, self._chunk))
+            if also is not None:
+                also[0]._add_header(also[1], status.st_size)
+            self._add_data(entry.name, _read_exactly(source, entry.source, status.st_size, self._chunk), also)
 
     def _add_header(self, entry: Entry, size: int) -> None:
         info = tarfile.TarInfo(entry.name)
@@ -151,11 +167,13 @@ class _TarWriter:
         info.linkname = entry.linkname or ""
         self._emit(info.tobuf(TAR_FORMAT, TAR_ENCODING, "surrogateescape"))
 
-    def _add_data(self, name: str, chunks: Iterable[bytes | memoryview]) -> None:
+    def _add_data(self, name: str, chunks: Iterable[bytes | memoryview], also: tuple[_TarWriter, Entry] | None = None) -> None:
         digest = hashlib.sha256() if self._file_digests is not None else None
         size = 0
         for chunk in chunks:
             self._emit(chunk)
+            if also is not None:
+                also[0]._emit(chunk)
             if digest is not None:
                 digest.update(chunk)
             size += len(chunk)
@@ -164,9 +182,12 @@ class _TarWriter:
         remainder = size % tarfile.BLOCKSIZE
         if remainder:
             self._emit(tarfile.NUL * (tarfile.BLOCKSIZE - remainder))
+            if also is not None:
+                also[0]._emit(tarfile.NUL * (tarfile.BLOCKSIZE - remainder))
 
     def _emit(self, data: bytes | memoryview) -> None:
-        self._sha512.update(data)
+        if self._sha512 is not None:
+            self._sha512.update(data)
         self._out.write(data)
         self._offset += len(data)
 

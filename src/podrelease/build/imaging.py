@@ -21,15 +21,17 @@ import os
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Callable, Iterable, Literal, NoReturn
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Literal, NoReturn
 
 from ..core import fsops as atomic
 from .archive import Entry, ParallelGzipWriter, sort_key, write_tar
 from ..core.errors import UserError
 from ..core.hashing import HashingWriter
 from ..model.rules import ImageRule
+from . import oci
 from . import staging
-from .rootfs import ROOT_MODE, Node, Tree, rootfs_tree
+from .rootfs import ROOT_MODE, Node, Tree, rootfs_tree, shown
 from .staging import BASE_NAME, IMAGE_FILE, SHA512_FILE, STAGING_NAME, ImageBuildError
 
 __all__ = ["ImageBuildError", "build_image", "build_record", "image_manifest", "manifest_bytes", "read_manifest"]
@@ -87,21 +89,30 @@ def build_image(
             f"is in the way of image {rule.label} {version}: it has no {SHA512_FILE}, "
             "so doit did not make it; move it away and run doit again",
         )
+    if not oci.REF.match(version):
+        raise UserError(shown(rule), rule.line, f"image {rule.label}: version {version!r} cannot tag an OCI image "
+                        "(letters and digits, single '.', '_', '-' or '+' between them)")
     manifest = manifest_bytes(image_manifest(rule, version))
     tree = rootfs_tree(rule)
     aci_hash = hashlib.sha512()  # of image.aci as stored: lets `doit verify` see any changed byte
     with atomic.building_dir(image_dir) as tmp:
         extracted = tmp / BASE_NAME
-        try:
-            whole = rootfs_tree(rule, staging.extract_base(rule, base, extracted)) if base else tree
-            if rule.command:
-                sha512, digests = _build_with_command(rule, version, whole, manifest, tmp, env, aci_hash)
-            else:
-                sha512, digests = _build_from_sources(whole, manifest, tmp, aci_hash)
-        finally:
-            staging.remove_tree(extracted)
+        atomic.make_dirs(tmp / oci.LAYOUT_DIR)
+        with oci.LayerSink(tmp / oci.LAYOUT_DIR) as layer:  # the rootfs again, as the OCI image's layer
+            outputs = _Outputs(aci_hash, layer)
+            try:
+                whole = rootfs_tree(rule, staging.extract_base(rule, base, extracted)) if base else tree
+                if rule.command:
+                    sha512, digests = _build_with_command(rule, version, whole, manifest, tmp, env, outputs)
+                else:
+                    sha512, digests = _build_from_sources(whole, manifest, tmp, outputs)
+            finally:
+                staging.remove_tree(extracted)
+            config = oci.OciConfig.from_app(rule.app, os=rule.os, arch=rule.arch, image_id=f"sha512-{sha512}")
+            oci_digest = oci.write_layout(tmp / oci.LAYOUT_DIR, layer, config, version)
         atomic.write_file(tmp / SHA512_FILE, f"{sha512}\n".encode())
         record = build_record(rule, version, sha512, tree, digests, aci_hash.hexdigest())
+        record["oci"] = oci_digest
         if source:
             record["source"] = source
         atomic.write_file(tmp / BUILD_RECORD_FILE, json.dumps(record, sort_keys=True, indent=2).encode() + b"\n")
@@ -114,10 +125,18 @@ def _shown_image_dir(rule: ImageRule, version: str, image_dir: Path) -> str:
     return f"{shown}/" if image_dir.as_posix().endswith(f"/{shown}") else f"{image_dir}/"
 
 
-def _build_from_sources(tree: Tree, manifest: bytes, tmp: Path, aci_hash=None) -> tuple[str, dict[str, str]]:
+@dataclass(frozen=True)
+class _Outputs:
+    """Where the one pass over the rootfs goes besides the ACI's tar."""
+
+    aci_hash: Any  # a hashlib object fed image.aci as stored
+    layer: oci.LayerSink  # the OCI layer: the same rootfs, without the `rootfs/` prefix
+
+
+def _build_from_sources(tree: Tree, manifest: bytes, tmp: Path, outputs: _Outputs) -> tuple[str, dict[str, str]]:
     """Stream the overlay tree from its sources; no copy is ever made."""
     tar_digests: dict[str, str] = {}
-    sha512 = _write_aci(tmp / IMAGE_FILE, _tar_entries(manifest, tree), tar_digests, aci_hash)
+    sha512 = _write_aci(tmp / IMAGE_FILE, _tar_entries(manifest, tree), tar_digests, outputs)
     prefix = f"{STAGING_NAME}/"
     digests = {name.removeprefix(prefix): digest for name, digest in tar_digests.items() if name.startswith(prefix)}
     return sha512, digests
@@ -130,7 +149,7 @@ def _build_with_command(
     manifest: bytes,
     tmp: Path,
     env: Mapping[str, str] | None,
-    aci_hash=None,
+    outputs: _Outputs,
 ) -> tuple[str, dict[str, str]]:
     """Copy the tree into a staging root, let the command change it, tar the result."""
     root = tmp / STAGING_NAME
@@ -138,7 +157,7 @@ def _build_with_command(
         digests = staging.materialise(tree, root)
         staging.run_command(rule, version, root, env)
         built = staging.staged_tree(rule, version, root)
-        sha512 = _write_aci(tmp / IMAGE_FILE, _tar_entries(manifest, built), None, aci_hash)
+        sha512 = _write_aci(tmp / IMAGE_FILE, _tar_entries(manifest, built), None, outputs)
     finally:
         staging.remove_tree(root)
     return sha512, digests
@@ -170,17 +189,16 @@ def _tar_entries(manifest: bytes, tree: Tree) -> list[Entry]:
     return entries
 
 
-def _write_aci(path: Path, entries: Iterable[Entry], file_digests: dict[str, str] | None, aci_hash=None) -> str:
-    """Write the gzip-compressed ACI (mode 0644 whatever the umask); return the tar's sha512.
+def _write_aci(path: Path, entries: Iterable[Entry], file_digests: dict[str, str] | None, outputs: _Outputs) -> str:
+    """Write the gzip-compressed ACI (mode 0644 whatever the umask) and the OCI layer; return the tar's sha512.
 
-    `aci_hash` (a hashlib object), if given, is fed the compressed bytes as they are written.
+    `outputs.aci_hash` is fed the compressed bytes as they are written.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, atomic.ARTIFACT_FILE_MODE)
     with open(fd, "wb") as out:
         os.fchmod(fd, atomic.ARTIFACT_FILE_MODE)
-        sink = out if aci_hash is None else HashingWriter(out, aci_hash)
-        with ParallelGzipWriter(sink) as gzip:
-            return write_tar(entries, gzip, file_digests)
+        with ParallelGzipWriter(HashingWriter(out, outputs.aci_hash)) as gzip:
+            return write_tar(entries, gzip, file_digests, subtree=(outputs.layer, STAGING_NAME))
 
 
 # -- build.json ---------------------------------------------------------------

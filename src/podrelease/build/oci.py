@@ -40,13 +40,13 @@ import os
 import re
 import stat
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable, Protocol
 
 from ..core import fsops
 from ..core.errors import ContractError
+from ..core.hashing import GzipInflater, InflateError
 from . import archive
 
 if TYPE_CHECKING:
@@ -553,46 +553,33 @@ def _read_blob_json(directory: Path, descriptor: dict) -> dict:
 
 
 def _check_layer(path: Path, layer: dict, diff_id: str) -> None:
-    """Hash a layer blob as stored and, inflated if gzip, as a tar; bounded memory.
+    """Hash a layer blob as stored and, inflated if gzip (`hashing.GzipInflater`), as a tar.
 
     A blob that does not match its digest is reported as such even when it
     no longer inflates: that is the more useful of the two messages.
     """
     stored = hashlib.sha256()
     tar = hashlib.sha256()
-    gzipped = layer["mediaType"] == MEDIA_LAYER_GZIP
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+    inflater = GzipInflater(tar.update) if layer["mediaType"] == MEDIA_LAYER_GZIP else None
     problem = None
     with open(path, "rb") as source:
         while chunk := source.read(CHUNK):
             stored.update(chunk)
-            if not gzipped:
+            if inflater is None:
                 tar.update(chunk)
             elif problem is None:
-                problem = _inflate_into(inflate, chunk, tar)
-    if gzipped and problem is None:
+                try:
+                    inflater.feed(chunk)
+                except InflateError as err:
+                    problem = f"not gzip ({err})"
+    if inflater is not None and problem is None:
         try:
-            tar.update(inflate.flush())
-        except zlib.error as err:
+            inflater.close()
+        except InflateError as err:
             problem = f"not gzip ({err})"
-        if problem is None and (not inflate.eof or inflate.unused_data):
-            problem = "not one whole gzip stream"
     if f"sha256:{stored.hexdigest()}" != layer["digest"]:
         raise ContractError(f"{path}: content does not match its digest")
     if problem:
         raise ContractError(f"{path}: {problem}")
     if f"sha256:{tar.hexdigest()}" != diff_id:
         raise ContractError(f"{path}: uncompressed tar does not match its diff_id {diff_id}")
-
-
-def _inflate_into(inflate, data: bytes, digest) -> str | None:
-    """Inflate `data`, at most a chunk of output at a time, into `digest`; say what is wrong, if anything."""
-    try:
-        while data:
-            if inflate.eof:
-                return "not one whole gzip stream"
-            digest.update(inflate.decompress(data, CHUNK))
-            data = inflate.unconsumed_tail
-    except zlib.error as err:
-        return f"not gzip ({err})"
-    return None
