@@ -1,5 +1,59 @@
-"""`doit verify`: check a release root against itself and its sources; repair nothing."""
+"""`doit verify`: check a release root's artifacts against themselves and their sources.
 
-from .verifier import Problem, Report, verify
+Reads only; never repairs. Every problem found becomes one `Problem`, shown
+as `path[:line]: message` with the path relative to the release root; one
+fault is one line (report.py).
+
+`verify` is a pipeline of small steps, each in its own module:
+
+- scan (scan.py): find the images and the pod homes, read each `pod.json`
+  (pods.py);
+- load (sources.py): build files, channel defaults and instructions, and
+  the plan a release would make;
+- hash (scan.py, drift.py): every image and volume file once, and what each
+  image's rule gives now, in parallel threads;
+- check: images (images.py), pod directories (pods.py), tips (tips.py),
+  instructions against their pod directories (agreement.py), drift (drift.py);
+- sort the problems by path.
+"""
+
+from __future__ import annotations
+
+from ..build import archive
+from ..model.layout import ReleaseRoot
+from . import agreement, drift, images, pods, scan, sources, tips
+from .report import Problem, Problems, Report
 
 __all__ = ["Problem", "Report", "verify"]
+
+
+def verify(root: ReleaseRoot, workers: int | None = None) -> Report:
+    """Check everything under `root`; return every problem, sorted by path."""
+    problems = Problems(root)
+    found = scan.Scan(root)
+
+    scan.find_images(found, problems)
+    scan.find_pod_homes(found, problems)
+    for home, pod in found.pods():
+        pods.read_pod(found, problems, home, pod)
+
+    build_files, build_errors = sources.load_build_files(found, problems)
+    defaults, default_errors = sources.load_channel_defaults(found, problems)
+    loaded = sources.load_instructions(found, problems)
+    planned = sources.plan(problems, build_files, loaded, defaults, build_errors or default_errors)
+
+    drift_jobs = drift.drift_jobs(found, build_files, planned)
+    scan.run_in_parallel(scan.hash_jobs(found) + [job.compute for job in drift_jobs], workers or archive.default_workers())
+
+    for image in found.images.values():
+        images.check_image(problems, image)  # first: a broken image is not blamed on its pods
+    for _, pod in found.pods():
+        pods.check_pod_links(found, problems, pod)
+    for home in found.homes:
+        tips.check_tip(found, problems, home)
+    for instruction in loaded:
+        agreement.check_agreement(found, problems, instruction)
+    for job in drift_jobs:
+        drift.report_drift(problems, job)
+
+    return Report(problems.sorted(), found.checked)
