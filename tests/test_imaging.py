@@ -336,7 +336,7 @@ def test_staged_copy_keeps_source_modes_and_symlinks(root):
 
 def test_command_build_leaves_no_staging_or_temporaries(root):
     build(root, command=("true",))
-    assert sorted(p.name for p in image_dir(root).iterdir()) == ["build.json", "image.aci", "sha512"]
+    assert sorted(p.name for p in image_dir(root).iterdir()) == ["build.json", "image.aci", "oci", "sha512"]
     assert leftovers(root) == []
 
 

@@ -39,6 +39,8 @@ __all__ = ["ImageBuildError", "build_image", "build_record", "image_manifest", "
 AC_VERSION = "0.8.11"
 MANIFEST_MODE = 0o644
 BUILD_RECORD_FILE = "build.json"
+# Everything an image version directory holds.
+IMAGE_ENTRIES = (IMAGE_FILE, SHA512_FILE, BUILD_RECORD_FILE, oci.LAYOUT_DIR)
 
 Kind = Literal["file", "dir", "symlink"]
 Fail = Callable[[str], NoReturn]

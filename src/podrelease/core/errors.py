@@ -100,7 +100,7 @@ class PodJsonError(ContractError):
 
     @classmethod
     def at(cls, where: str, problem: str, line: int | None = None, kind: str = "file") -> "PodJsonError":
-        error = cls(f"{where}: {problem}")
+        error = cls(f"{where}:{line}: {problem}" if line is not None else f"{where}: {problem}")
         error.problem, error.line, error.kind = problem, line, kind
         return error
 

@@ -168,16 +168,18 @@ def read_pod_json(path: Path | str, shown: str | None = None) -> PodJson:
     except FileNotFoundError:
         raise PodJsonError.at(shown, "missing") from None
     except OSError as e:
-        if e.errno == errno.ELOOP:
+        if e.errno in (errno.ELOOP, errno.ENXIO):  # a symlink; a socket or fifo without a writer
             raise PodJsonError.at(shown, "not a regular file") from None
         raise PodJsonError.at(shown, f"cannot read: {e.strerror}") from None
-    with open(fd, "rb") as f:
+    try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise PodJsonError.at(shown, "not a regular file")
-        try:
+        with open(fd, "rb", closefd=False) as f:
             data = f.read(MAX_POD_JSON + 1)
-        except OSError as e:
-            raise PodJsonError.at(shown, f"cannot read: {e.strerror}") from None
+    except OSError as e:
+        raise PodJsonError.at(shown, f"cannot read: {e.strerror}") from None
+    finally:
+        os.close(fd)
     return parse_pod_json(data, shown)
 
 
@@ -188,7 +190,7 @@ def parse_pod_json(data: bytes, where: str) -> PodJson:
     try:
         doc = json.loads(data, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as e:
-        raise PodJsonError.at(where, f"not valid JSON: {e}", line=e.lineno, kind="json") from None
+        raise PodJsonError.at(where, f"not valid JSON: {e.msg}", line=e.lineno, kind="json") from None
     except UnicodeDecodeError:
         raise PodJsonError.at(where, "not valid JSON: not UTF-8", kind="json") from None
     except ValueError as e:

@@ -48,7 +48,7 @@ from ..model.plan import make_plan
 
 IMAGE = "image"
 VOLUME = "volume"
-IMAGE_FILES = (imaging.IMAGE_FILE, imaging.SHA512_FILE, imaging.BUILD_RECORD_FILE)
+IMAGE_FILES = imaging.IMAGE_ENTRIES
 
 
 # ---------------------------------------------------------------- what is on disk

@@ -224,7 +224,7 @@ def _scan_folder(channel: str, folder: Path, parts: tuple[str, ...], scan: Chann
         if parts and name == TIP:
             home.tip = path
         elif entry.is_dir(follow_symlinks=False):
-            if name + INSTRUCTION_SUFFIX in names or os.path.lexists(path / POD_JSON):
+            if parts and (name + INSTRUCTION_SUFFIX in names or os.path.lexists(path / POD_JSON)):
                 home.pod_dirs[name] = path
             else:
                 deeper.append(path)

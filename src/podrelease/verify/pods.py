@@ -13,7 +13,6 @@ once, with the images: see scan.py); each pod file is there.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from ..build import imaging
@@ -23,7 +22,6 @@ from ..model.layout import POD_JSON
 from .report import WARNING, Problems, short
 from .scan import Home, PodDir, Scan
 
-JSON_POSITION = re.compile(r": line \d+ column \d+ \(char \d+\)\Z")  # how a JSONDecodeError ends its message
 
 
 def read_pod(scan: Scan, problems: Problems, home: Home, pod: PodDir) -> None:
@@ -33,9 +31,6 @@ def read_pod(scan: Scan, problems: Problems, home: Home, pod: PodDir) -> None:
         doc = read_pod_json(path, scan.root.shown(path))
     except PodJsonError as err:
         _report_unread(problems, pod, path, err)
-        return
-    except IsADirectoryError:  # the reader's open() of a directory raises before it can say so
-        problems.report("pod", path, "pod.json is not a regular file")
         return
     pod.doc = doc
     check_pod_fields(problems, home, pod, path, doc)
@@ -49,8 +44,7 @@ def read_pod(scan: Scan, problems: Problems, home: Home, pod: PodDir) -> None:
 def _report_unread(problems: Problems, pod: PodDir, path: Path, err: PodJsonError) -> None:
     """Why the reader refused `pod.json`, as verify says it."""
     if err.kind == "json":
-        message = JSON_POSITION.sub("", err.problem) if err.line is not None else err.problem
-        problems.report("pod", path, message, line=err.line)
+        problems.report("pod", path, err.problem, line=err.line)
     elif err.kind == "shape":
         problems.report("pod", path, f"does not match the spec: {err.problem}")
     elif err.problem == "missing":

@@ -30,7 +30,7 @@ from ..model.layout import PodHome, ReleaseRoot, scan_channels
 from .report import WARNING, Problems
 
 MANIFEST_HEAD = 1 << 16  # the first bytes of a tar kept to read its manifest (its first member)
-IMAGE_FILES = (imaging.IMAGE_FILE, imaging.SHA512_FILE, imaging.BUILD_RECORD_FILE)
+IMAGE_FILES = imaging.IMAGE_ENTRIES
 
 
 @dataclass
