@@ -20,8 +20,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..core.names import Label
 from ..core.errors import ContractError
+from ..core.names import Label
 from .store import Store
 
 PROG = "ops-onboard"
@@ -64,7 +64,7 @@ def _attempts(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     # Global options are accepted before or after the sub-command.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)  # a _Parser like the sub-parsers it is a parent of
     common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS,
                         help=f"where pods are installed (default {DEFAULT_ROOT})")
     common.add_argument("--lock-timeout", metavar="SECONDS", type=_positive, default=argparse.SUPPRESS,

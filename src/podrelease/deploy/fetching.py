@@ -33,13 +33,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from .. import __version__
-from ..core.hashing import Check, copy_verified
 from ..core.errors import FetchError
+from ..core.hashing import Check, copy_verified
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 USER_AGENT = f"podrelease-ops-onboard/{__version__}"
@@ -134,6 +135,14 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
+@dataclass
+class _Download:
+    """How far one download got: the check fed so far and the bytes written (what to resume from)."""
+
+    check: Check
+    done: int = 0
+
+
 class HttpFetcher:
     """GETs with bounded retries; streams bodies through a check to a file."""
 
@@ -198,46 +207,46 @@ class HttpFetcher:
 
     def fetch_to(self, url: str, dest: Path, make_check: Callable[[], Check], what: str) -> None:
         """Download `url` into the new file `dest` through a check; `dest` is removed on failure."""
-        state = {"check": make_check(), "done": 0}
+        state = _Download(make_check())
         fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         out = os.fdopen(fd, "r+b", buffering=0)
         try:
             with out:
 
                 def attempt(_n: int) -> None:
-                    headers = {"Range": f"bytes={state['done']}-"} if state["done"] else {}
+                    headers = {"Range": f"bytes={state.done}-"} if state.done else {}
                     with self._open(url, headers) as resp:
-                        resumed = state["done"] > 0 and resp.status == 206 and (
-                            resp.headers.get("Content-Range", "").startswith(f"bytes {state['done']}-")
+                        resumed = state.done > 0 and resp.status == 206 and (
+                            resp.headers.get("Content-Range", "").startswith(f"bytes {state.done}-")
                         )
                         if not resumed and resp.status != 200:
                             raise _Transient(f"unexpected HTTP {resp.status} {resp.reason}")
-                        if state["done"] and not resumed:
+                        if state.done and not resumed:
                             # The server ignored the range and sends the whole file: start over.
                             out.seek(0)
                             out.truncate()
-                            state["check"], state["done"] = make_check(), 0
+                            state.check, state.done = make_check(), 0
                         length = resp.headers.get("Content-Length")
-                        total = state["done"] + int(length) if length and length.isdigit() else None
-                        progress = (Progress(what, total, self.stream, state["done"])
+                        total = state.done + int(length) if length and length.isdigit() else None
+                        progress = (Progress(what, total, self.stream, state.done)
                                     if self._show_progress(total) else None)
 
                         def on_chunk(n: int) -> None:
-                            state["done"] += n
+                            state.done += n
                             if progress is not None:
                                 progress.advance(n)
 
                         try:
-                            copy_verified(resp.readinto, out, state["check"], on_chunk)
+                            copy_verified(resp.readinto, out, state.check, on_chunk)
                         finally:
                             if progress is not None:
                                 progress.finish()
                         # http.client's readinto ends quietly when the connection closes early.
-                        if total is not None and state["done"] < total:
-                            raise _Transient(f"connection closed after {state['done']} of {total} bytes (truncated)")
+                        if total is not None and state.done < total:
+                            raise _Transient(f"connection closed after {state.done} of {total} bytes (truncated)")
 
                 self._retrying(url, attempt)
-                state["check"].finish()
+                state.check.finish()
                 os.fchmod(out.fileno(), 0o644)
         except BaseException:
             dest.unlink(missing_ok=True)

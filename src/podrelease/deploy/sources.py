@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from ..core.errors import ContractError, FetchError
 from ..core.hashing import Check, copy_file_verified, verify_file
-from ..core.errors import FetchError, ContractError
 from ..core.safetar import extract
 
 if TYPE_CHECKING:
@@ -119,7 +120,8 @@ def _bundle_root(extracted: Path, shown: str) -> Path:
 def open_source(spec: str, staging: Path, http: HttpOptions | None) -> DirSource | HttpSource:
     """The source `spec` names; a tarball is extracted below `staging` (a private directory)."""
     if spec.startswith(("http://", "https://")):
-        from .fetching import HttpOptions, HttpSource  # urllib and ssl load only for URLs
+        # urllib and ssl load only for URLs
+        from .fetching import HttpOptions, HttpSource
 
         return HttpSource(spec, http or HttpOptions())
     if "://" in spec:

@@ -1,0 +1,252 @@
+"""The install transaction of `deploy`: a new version appears complete, or not at all.
+
+Invariant (for what ops-onboard writes; damage done by others is for
+`verify` to report): every version directory under pods/ is complete, its
+record written last into the staged copy; every image directory under
+images/ holds an image that matched its id when it was renamed in; `current`
+names an installed version, or is absent.
+
+How a deploy stays invisible until it is complete: everything is fetched,
+checked and extracted inside `DIR/.tmp-deploy-*` (same filesystem); only then
+are new image directories and the version directory renamed into place and
+`current` replaced by a new symlink renamed over it. A failure before or
+during those renames undoes the ones done, so DIR is left as it was; a crash
+leaves at worst an unused image or a version that is not current, both
+consistent (a crash between a rename and its fsync loses nothing that was
+visible before).
+
+Before any of that, `deploy` settles the easy cases: the same pod.json
+installed intact is left alone (made current if nothing is); installed but
+damaged, it is installed again, replacing the damaged directories in the
+same transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from ..core.errors import ContractError
+from ..core.fsops import fsync_dir, fsync_tree, make_dirs, sweep
+from ..core.hashing import (
+    AciIdCheck,
+    RecordingCheck,
+    Sha512Check,
+    check_sha512_file,
+    short,
+)
+from ..core.names import Label
+from ..core.podjson import MAX_POD_JSON, PodJson, manifest_with_sources, parse_pod_json
+from ..core.safetar import extract
+from .checks import MAX_SHA512_FILE, ImageChecks, check_image, check_version
+from .history import point_current
+from .layout import (
+    CURRENT,
+    POD_MANIFEST,
+    RECORD,
+    Layout,
+    current,
+    json_bytes,
+    write_new,
+)
+from .records import write_record
+from .sources import TAR_SUFFIXES, Source, open_source
+
+if TYPE_CHECKING:
+    from .fetching import HttpOptions
+
+
+def is_tarball(name: str) -> bool:
+    return name.endswith(TAR_SUFFIXES)
+
+
+def deploy(layout: Layout, spec: str, http: HttpOptions | None, say: Callable[[str], None]) -> str:
+    """Install the pod `spec` names and make it current; returns what was done. DIR must be locked."""
+    staging = layout.staging("deploy")
+    try:
+        return _deploy(layout, spec, staging, http, say)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _deploy(layout: Layout, spec: str, staging: Path, http: HttpOptions | None,
+            say: Callable[[str], None]) -> str:
+    source = open_source(spec, staging, http)
+    raw = source.read_pod_json(MAX_POD_JSON)
+    pod = parse_pod_json(raw, source.describe("pod.json"))
+    label, version = pod.label, pod.version
+    if version == CURRENT:
+        raise ContractError(f"{source.describe('pod.json')}: version 'current' is reserved by ops-onboard "
+                           "(DIR/pods/<label_path>/<pod>/current names the active version)")
+    final = layout.version_dir(label, version)
+    check_no_conflict(layout, label, version)
+    checks = ImageChecks()
+    repair = False
+    if (final / RECORD).is_file():
+        try:
+            installed_raw: bytes | None = (final / "pod.json").read_bytes()
+        except OSError:
+            installed_raw = None
+        if installed_raw is not None and installed_raw != raw:
+            raise ContractError(
+                f"{label} {version} is already installed from a different pod.json; "
+                "undeploy it first, or release a new version"
+            )
+        problems = check_version(layout, final, checks)
+        if not problems:
+            if current(final.parent) is None:
+                point_current(final.parent, version)
+                return f"{label} {version} is already installed and intact; it is now current"
+            return f"{label} {version} is already installed and intact; nothing to do"
+        say(f"{label} {version} is installed but damaged ({problems[0]}); installing it again")
+        repair = True
+
+    new_images = _stage_images(layout, pod, source, staging, checks, say)
+    vstage = _stage_version(layout, pod, source, staging, final)
+    for image_dir in new_images.values():
+        fsync_tree(image_dir)
+    fsync_tree(vstage)
+    _commit(layout, pod, final, vstage, new_images, staging, repair)
+    reused = len({i.id for i in pod.images}) - len(new_images)
+    note = f" ({reused} image{'s' if reused != 1 else ''} already installed)" if reused else ""
+    return f"deployed {label} {version} to {final}{note}; it is now current"
+
+
+def check_no_conflict(layout: Layout, label: Label, version: str) -> None:
+    """The pod's directories must not be (inside) another pod's version or link."""
+    final = layout.version_dir(label, version)
+    path = layout.pods
+    for part in final.relative_to(layout.pods).parts[:-1]:
+        path = path / part
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise ContractError(f"{label} {version}: {path} is in the way (not a directory)")
+        if (path / RECORD).exists():
+            other, other_version = layout.label_of(path)
+            raise ContractError(f"{label} {version}: would be installed inside {other} {other_version} ({path})")
+    link = final.parent / CURRENT
+    if link.exists() and not link.is_symlink():
+        raise ContractError(f"{label} {version}: {link} is in the way (a directory, not the current link)")
+    if final.exists() and not (final / RECORD).is_file():
+        raise ContractError(f"{label} {version}: {final} is in the way (it is not an installed version)")
+
+
+# -- staging: everything is fetched and checked below `staging` first ---------------
+
+
+def _make_dirs(top: Path, parts: tuple[str, ...]) -> Path:
+    """`top/parts...`, never through a symbolic link below `top` (see `fsops.make_dirs`)."""
+    path = top.joinpath(*parts)
+    make_dirs(path, below=top)
+    return path
+
+
+def _stage_images(layout: Layout, pod: PodJson, source: Source, staging: Path, checks: ImageChecks,
+                  say: Callable[[str], None]) -> dict[str, Path]:
+    """Fetch and check every image not already installed intact; id -> staged directory."""
+    staged: dict[str, Path] = {}
+    for image in pod.images:
+        if image.id in staged:
+            continue
+        if layout.image_dir(image.id).is_dir():
+            damage = check_image(layout, image.id, checks)
+            if not damage:
+                continue
+            say(f"installed image {short(image.id)} is damaged ({damage[0]}); fetching it again")
+        where = _make_dirs(staging, ("images", image.id))
+        sha512_text = source.read_small(image.sha512_path, MAX_SHA512_FILE)
+        check_sha512_file(sha512_text, image.id, source.describe(image.sha512_path))
+        write_new(where / "sha512", (image.digest + "\n").encode())
+        shown = source.describe(image.path)
+        source.fetch(image.path, where / "image.aci", partial(AciIdCheck, image.id, shown))
+        staged[image.id] = where
+    return staged
+
+
+def _stage_version(layout: Layout, pod: PodJson, source: Source, staging: Path, final: Path) -> Path:
+    """The version directory, complete with its record, at `staging/version`."""
+    vstage = _make_dirs(staging, ("version",))
+    write_new(vstage / "pod.json", pod.raw)
+
+    if pod.images:
+        links = _make_dirs(vstage, ("images",))
+        for image in pod.images:
+            target = os.path.relpath(layout.image_dir(image.id), final / "images")
+            os.symlink(target, links / image.name)
+
+    downloads = staging / "downloads"
+    downloads.mkdir()
+    sources: dict[str, str] = {}
+    for volume in pod.volumes:
+        vdir = _make_dirs(vstage, ("volumes", volume.name))
+        for n, vfile in enumerate(volume.files):
+            shown = source.describe(vfile.path)
+            download = downloads / f"{volume.name}-{n}"
+            source.fetch(vfile.path, download, partial(Sha512Check, vfile.sha512, shown))
+            inner = PurePosixPath(vfile.inner)
+            try:
+                into = _make_dirs(vdir, inner.parent.parts)
+            except ContractError as e:
+                raise ContractError(f"{shown}: cannot be placed in volume {volume.name}: {e}") from None
+            if is_tarball(inner.name):
+                # Links must stay inside the whole volume, not only inside `into`: links
+                # of two tarballs can together climb out of it.
+                extract(download, into, shown, audit_root=vdir)
+                download.unlink()
+            else:
+                dest = into / inner.name
+                if os.path.lexists(dest):
+                    raise ContractError(f"{shown}: volume {volume.name} already has {vfile.inner}")
+                os.rename(download, dest)
+        sources[volume.name] = str(final / "volumes" / volume.name)
+
+    for name in pod.files:
+        parts = PurePosixPath(name).parts
+        dest = _make_dirs(vstage, ("files", *parts[:-1])) / parts[-1]
+        source.fetch(name, dest, RecordingCheck)
+
+    write_new(vstage / POD_MANIFEST, json_bytes(manifest_with_sources(pod, sources)))
+    write_record(vstage, pod)
+    return vstage
+
+
+# -- commit: renames into place, each undone if a later step fails ------------------
+
+
+def _commit(layout: Layout, pod: PodJson, final: Path, vstage: Path, new_images: dict[str, Path],
+            staging: Path, repair: bool) -> None:
+    undo: list[Callable[[], None]] = []
+    try:
+        for created in make_dirs(layout.images):
+            undo.append(created.rmdir)
+        for image_id, staged in new_images.items():
+            target = layout.image_dir(image_id)
+            if target.exists():  # damaged: replace it
+                aside = staging / f"replaced-{image_id}"
+                os.rename(target, aside)
+                undo.append(partial(os.rename, aside, target))
+            os.rename(staged, target)
+            undo.append(partial(os.rename, target, staged))
+        if new_images:
+            fsync_dir(layout.images)
+        for created in make_dirs(final.parent):
+            undo.append(created.rmdir)
+        sweep(final.parent)
+        if repair:
+            aside = staging / "replaced-version"
+            os.rename(final, aside)
+            undo.append(partial(os.rename, aside, final))
+        os.rename(vstage, final)
+        undo.append(partial(os.rename, final, vstage))
+        fsync_dir(final.parent)
+        point_current(final.parent, pod.version)
+    except BaseException:
+        for step in reversed(undo):
+            try:
+                step()
+            except OSError:
+                pass
+        raise
