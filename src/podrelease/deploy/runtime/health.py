@@ -213,10 +213,11 @@ def not_running(podman: Podman, containers: Mapping[str, str]) -> tuple[str, str
     return None
 
 
-def wait(podman: Podman, pod: str, containers: Mapping[str, str], check: HealthCheck | None, *,
+def wait(podman: Podman, what: str, containers: Mapping[str, str], check: HealthCheck | None, *,
          settle: float = 3.0, poll: float = POLL, log_lines: int = LOG_LINES,
          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> float:
-    """Wait until `pod` is healthy; the seconds it took. `containers` maps app -> container name.
+    """Wait until a pod is healthy; the seconds it took. `what` names the pod in messages
+    (`//web:frontend 1.2.0`), `containers` maps each app to its container's name.
 
     HealthError if a container stops running first, or the check does not
     pass within its timeout (with no check: `settle` seconds of every
@@ -230,7 +231,7 @@ def wait(podman: Podman, pod: str, containers: Mapping[str, str], check: HealthC
         if down is not None:
             app, why = down
             lines = log_tail(podman, containers[app], log_lines)
-            raise HealthError(f"pod {pod}: app {app!r} {why}; its {_log_phrase(lines)}", app, {app: lines})
+            raise HealthError(f"pod {what}: app {app!r} {why}; its {_log_phrase(lines)}", app, {app: lines})
         now = clock()
         if check is None:
             if now >= deadline:
@@ -244,6 +245,6 @@ def wait(podman: Podman, pod: str, containers: Mapping[str, str], check: HealthC
                 apps = [check.app] if isinstance(check, ExecCheck) and check.app in containers else list(containers)
                 logs = {app: log_tail(podman, containers[app], log_lines) for app in apps}
                 tails = "; ".join(f"{app!r} {_log_phrase(lines)}" for app, lines in logs.items())
-                raise HealthError(f"pod {pod}: health check {check.describe()} did not pass within "
+                raise HealthError(f"pod {what}: health check {check.describe()} did not pass within "
                                   f"{check.timeout:g}s (last: {last}); {tails}", None, logs)
         sleep(max(0.0, min(poll, deadline - clock())) or poll)
