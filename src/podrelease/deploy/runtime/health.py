@@ -203,7 +203,7 @@ def not_running(podman: Podman, containers: Mapping[str, str]) -> tuple[str, str
         if not info:
             return app, "has no container"
         status = state.get("Status") or "unknown"
-        if status == "exited":
+        if status in ("exited", "stopped"):  # "stopped": exited, podman's cleanup not yet done
             why = f"exited with status {state.get('ExitCode')}"
         else:
             why = f"is {status}, not running"
