@@ -14,8 +14,9 @@ import shutil
 from pathlib import Path
 
 from ..core import fsops as atomic
-from . import imaging
-from ..core.errors import UserError
+from . import imaging, oci
+from ..core.errors import ContractError, UserError
+from ..core.health import health_json
 from ..core.hashing import sha512_file
 from ..model.layout import POD_JSON, ReleaseRoot
 from ..core.names import Label
@@ -39,6 +40,17 @@ def image_id(root: ReleaseRoot, build: ImageBuild) -> str:
     if not HEX512.match(digest):
         raise UserError(root.shown(path), 1, "not a sha512 hex digest")
     return f"sha512-{digest}"
+
+
+def oci_digest(root: ReleaseRoot, build: ImageBuild) -> str | None:
+    """The manifest digest of a built image's OCI layout; None if it predates OCI layouts."""
+    layout = root.image_dir(build.rule.label, build.version) / oci.LAYOUT_DIR
+    if not layout.exists():
+        return None
+    try:
+        return oci.manifest_digest(layout, build.version)
+    except ContractError as err:
+        raise UserError(root.shown(layout), None, f"image {build.rule.label} {build.version}: {err}; run doit verify") from None
 
 
 def volume_files(root: ReleaseRoot, label: Label, version: str) -> list[tuple[str, Path]]:
@@ -108,9 +120,17 @@ def pod_manifest(pod: PodAssembly, ids: dict[str, str], apps: dict[str, dict | N
     }
 
 
-def pod_json(pod: PodAssembly, ids: dict[str, str], apps: dict[str, dict | None], files: dict[str, list[dict]]) -> dict:
+def pod_json(
+    pod: PodAssembly,
+    ids: dict[str, str],
+    apps: dict[str, dict | None],
+    files: dict[str, list[dict]],
+    ocis: dict[str, str | None] | None = None,
+) -> dict:
+    """The pod.json document. `ocis` holds each image's OCI manifest digest (None for an
+    image built before images had OCI layouts); a pod rule's health check is recorded too."""
     instruction = pod.instruction
-    return {
+    document = {
         "name": str(instruction.pod),
         "version": instruction.version,
         "channel": instruction.channel,
@@ -122,6 +142,7 @@ def pod_json(pod: PodAssembly, ids: dict[str, str], apps: dict[str, dict | None]
                 "version": b.version,
                 "id": ids[b.name],
                 "path": f"{b.rule.label.name}/image.aci",
+                **({"oci": ocis[b.name]} if ocis and ocis.get(b.name) else {}),
             }
             for b in pod.images
         ],
@@ -132,6 +153,9 @@ def pod_json(pod: PodAssembly, ids: dict[str, str], apps: dict[str, dict | None]
         "files": [os.path.basename(f) for f in pod.rule.files],
         "manifest": pod_manifest(pod, ids, apps),
     }
+    if pod.rule.health is not None:
+        document["health"] = health_json(pod.rule.health)
+    return document
 
 
 def dumps(document: dict) -> bytes:
@@ -155,6 +179,7 @@ def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
         )
     ids = {b.name: image_id(root, b) for b in pod.images}
     apps = {b.name: imaging.read_manifest(root.image_dir(b.rule.label, b.version)).get("app") for b in pod.images}
+    ocis = {b.name: oci_digest(root, b) for b in pod.images}
     with atomic.building_dir(final) as tmp:
         for build in pod.images:
             target = root.image_dir(build.rule.label, build.version)
@@ -162,7 +187,7 @@ def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
         files = {v.mount.name: _link_volume(root, pod, v, final, tmp) for v in pod.volumes}
         for relative in pod.rule.files:
             _copy_file(root, pod, relative, tmp)
-        atomic.write_file(tmp / POD_JSON, dumps(pod_json(pod, ids, apps, files)))
+        atomic.write_file(tmp / POD_JSON, dumps(pod_json(pod, ids, apps, files, ocis)))
 
 
 def _link_volume(root: ReleaseRoot, pod: PodAssembly, volume: PodVolume, final: Path, tmp: Path) -> list[dict]:

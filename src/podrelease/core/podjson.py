@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .health import ExecCheck, HealthCheck, parse_health
 from .names import Label, check_ac_name, check_segment, check_version, quoted
 from .errors import PodJsonError
 
@@ -27,6 +28,9 @@ MAX_POD_JSON = 16 << 20  # bytes; a pod.json is small, anything bigger is not on
 
 TOP_KEYS = ("name", "version", "channel", "revision", "images", "volumes", "files", "manifest")
 IMAGE_KEYS = ("label", "name", "version", "id", "path")
+OPTIONAL_TOP_KEYS = ("health",)
+OPTIONAL_IMAGE_KEYS = ("oci",)  # the OCI manifest digest; absent for images built before OCI layouts
+OCI_DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
 VOLUME_KEYS = ("label", "name", "version", "files")
 VOLUME_FILE_KEYS = ("path", "sha512")
 
@@ -38,6 +42,7 @@ class ImageRef:
     version: str
     id: str  # "sha512-<128 hex>"
     path: str  # relative to the pod directory, e.g. "frontend/image.aci"
+    oci: str | None = None  # "sha256:<64 hex>" of the image's OCI manifest, if it has one
 
     @property
     def digest(self) -> str:
@@ -80,6 +85,7 @@ class PodJson:
     files: tuple[str, ...]
     manifest: dict
     raw: bytes  # the bytes it was parsed from, kept verbatim when installed
+    health: HealthCheck | None = None  # how the running pod shows it is healthy
 
     def artifact_paths(self) -> list[str]:
         """Every path `pod.json` refers to, in a stable order, each once."""
@@ -111,13 +117,13 @@ def safe_relpath(text: object, what: str) -> str:
     return text
 
 
-def _obj(value: object, keys: tuple[str, ...], what: str) -> dict:
+def _obj(value: object, keys: tuple[str, ...], what: str, optional: tuple[str, ...] = ()) -> dict:
     if not isinstance(value, dict):
         raise PodJsonError(f"{what} must be an object")
     missing = [k for k in keys if k not in value]
     if missing:
         raise PodJsonError(f"{what}: missing key {missing[0]!r}")
-    unknown = sorted(k for k in value if k not in keys)
+    unknown = sorted(k for k in value if k not in keys and k not in optional)
     if unknown:
         raise PodJsonError(f"{what}: unknown key {unknown[0]!r}")
     return value
@@ -206,7 +212,7 @@ def parse_pod_json(data: bytes, where: str) -> PodJson:
 
 def parse_document(doc: object, raw: bytes = b"") -> PodJson:
     """Check an already decoded pod.json against the spec's shape (PodJsonError if not)."""
-    _obj(doc, TOP_KEYS, "pod.json")
+    _obj(doc, TOP_KEYS, "pod.json", optional=OPTIONAL_TOP_KEYS)
     assert isinstance(doc, dict)
     label = _label(doc["name"], "name")
     version = _checked(check_version, doc["version"], "version")
@@ -218,7 +224,10 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
     images: list[ImageRef] = []
     for i, item in enumerate(_list(doc["images"], "images")):
         what = f"images[{i}]"
-        _obj(item, IMAGE_KEYS, what)
+        _obj(item, IMAGE_KEYS, what, optional=OPTIONAL_IMAGE_KEYS)
+        oci_digest = item.get("oci")
+        if oci_digest is not None and (not isinstance(oci_digest, str) or not OCI_DIGEST.match(oci_digest)):
+            raise PodJsonError(f"{what}.oci: {oci_digest!r} is not 'sha256:' followed by 64 lowercase hex digits")
         match = IMAGE_ID.match(item["id"]) if isinstance(item["id"], str) else None
         if not match:
             raise PodJsonError(f"{what}.id: {item['id']!r} is not 'sha512-' followed by 128 lowercase hex digits")
@@ -231,6 +240,7 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
             version=_checked(check_version, item["version"], f"{what}.version"),
             id=item["id"],
             path=path,
+            oci=oci_digest,
         ))
 
     volumes: list[VolumeRef] = []
@@ -265,7 +275,10 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
     if len(set(files)) != len(files):
         raise PodJsonError("files lists the same file twice")
 
-    pod = PodJson(label, version, channel, revision, tuple(images), tuple(volumes), files, doc["manifest"], raw)
+    health = parse_health(doc.get("health"))
+    if isinstance(health, ExecCheck) and health.app not in {im.name for im in images}:
+        raise PodJsonError(f"health.exec.app: {health.app!r} is not one of the pod's images")
+    pod = PodJson(label, version, channel, revision, tuple(images), tuple(volumes), files, doc["manifest"], raw, health)
     _check_paths_disjoint(pod)
     _check_manifest(pod)
     return pod

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .documents import ANY_KEY, Fields, load
 from ..core.errors import UserError, UserErrors
+from ..core.health import HTTP_PATH, MAX_TIMEOUT, ExecCheck, HealthCheck, HttpCheck, TcpCheck
 from .layout import BUILD_FILE
 from ..core.names import MAX_NAME, Label, check_ac_name, check_label_path, check_version, quoted
 
@@ -149,6 +150,7 @@ class PodRule:
     environment: tuple[tuple[str, str], ...] = ()
     shown: str = ""  # build_file as shown in messages
     image_lines: tuple[int | None, ...] = ()  # where each of `images` is named
+    health: HealthCheck | None = None  # how a running pod shows it is healthy
 
     @property
     def folder(self) -> Path:
@@ -178,7 +180,9 @@ ROOTFS_KEYS = frozenset({"src", "dst", "mode"})
 APP_KEYS = frozenset({"exec", "user", "group", "workingDirectory", "environment", "ports", "mountPoints"})
 PORT_KEYS = frozenset({"name", "protocol", "port", "count", "socketActivated"})
 MOUNT_POINT_KEYS = frozenset({"name", "path", "readOnly"})
-POD_KEYS = frozenset({"images", "volumes", "files", "args", "environment"})
+POD_KEYS = frozenset({"images", "volumes", "files", "args", "environment", "health"})
+HEALTH_KEYS = frozenset({"http", "tcp", "exec", "timeout"})
+DEFAULT_HEALTH_TIMEOUT = 30
 VOLUME_KEYS = frozenset({"name", "label", "path", "read_only"})
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -396,7 +400,37 @@ def _pod_rule(fields: Fields, path: Path, label_path: str, name: str) -> PodRule
         environment=environment(fields, where + ("environment",)),
         shown=fields.doc.path,
         image_lines=tuple(fields.doc.line(where + ("images", i)) for i in range(len(images))),
+        health=_health(fields, where + ("health",), images) if fields.at(where + ("health",)) is not None else None,
     )
+
+
+def _health(fields: Fields, where, images: list[Label]) -> HealthCheck:
+    """`health: {http: {port, path} | tcp: {port} | exec: [cmd, ...], timeout: seconds}`.
+
+    `exec` runs in the pod's first app (its first image), which is what a
+    pod with one image means; `timeout` defaults to 30 seconds.
+    """
+    spec = fields.mapping(where, HEALTH_KEYS, "health")
+    kinds = [kind for kind in ("http", "tcp", "exec") if kind in spec]
+    if len(kinds) != 1:
+        raise fields.doc.error(where, "health needs exactly one of http, tcp or exec")
+    kind = kinds[0]
+    timeout = fields.integer(where + ("timeout",), "timeout", 1, MAX_TIMEOUT) if "timeout" in spec else DEFAULT_HEALTH_TIMEOUT
+    if kind == "http":
+        http = fields.mapping(where + ("http",), frozenset({"port", "path"}), "health.http")
+        path = fields.text(where + ("http", "path"), "path") if "path" in http else "/"
+        if not HTTP_PATH.match(path):
+            raise fields.doc.error(where + ("http", "path"), f"path {quoted(path)} must start with '/' and hold no space")
+        return HttpCheck(fields.integer(where + ("http", "port"), "port", 1, 65535), path, float(timeout))
+    if kind == "tcp":
+        fields.mapping(where + ("tcp",), frozenset({"port"}), "health.tcp")
+        return TcpCheck(fields.integer(where + ("tcp", "port"), "port", 1, 65535), float(timeout))
+    command = fields.texts(where + ("exec",), "exec")
+    if not command or not all(command):
+        raise fields.doc.error(where + ("exec",), "exec must be a non-empty command, like [/bin/check, -q]")
+    if not images:
+        raise fields.doc.error(where + ("exec",), "an exec health check runs in the pod's first image, and this pod has none")
+    return ExecCheck(images[0].name, command, float(timeout))
 
 
 def _check_pod_file(fields: Fields, build_file: Path, where, relative: str) -> None:

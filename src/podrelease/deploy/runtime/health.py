@@ -23,13 +23,12 @@ after it was started. A crash while waiting leaves the pod as it was.
 from __future__ import annotations
 
 import http.client
-import re
 import socket
 import time
-from dataclasses import dataclass
-from typing import Callable, Mapping, Union
+from typing import Callable, Mapping
 
-from ...core.errors import ContractError, PodJsonError
+from ...core.errors import ContractError
+from ...core.health import ExecCheck, HealthCheck, HttpCheck, TcpCheck
 from .podman import Podman, PodmanError
 
 PROBE_TIMEOUT = 2.0  # seconds one probe may take
@@ -37,40 +36,6 @@ MIN_PROBE = 1.0  # ... even at the end of the wait: `podman exec` alone takes ~0
 POLL = 0.1  # seconds between probes
 LOG_LINES = 5
 MAX_LOG_LINE = 200
-MAX_TIMEOUT = 3600
-HTTP_PATH = re.compile(r"/[\x21-\x7e]*\Z")  # printable, no space: it goes into the request line
-
-
-@dataclass(frozen=True)
-class HttpCheck:
-    port: int
-    path: str
-    timeout: float
-
-    def describe(self) -> str:
-        return f"GET http://127.0.0.1:{self.port}{self.path}"
-
-
-@dataclass(frozen=True)
-class TcpCheck:
-    port: int
-    timeout: float
-
-    def describe(self) -> str:
-        return f"connect to 127.0.0.1:{self.port}"
-
-
-@dataclass(frozen=True)
-class ExecCheck:
-    app: str
-    command: tuple[str, ...]
-    timeout: float
-
-    def describe(self) -> str:
-        return f"{' '.join(self.command)!r} in app {self.app!r}"
-
-
-HealthCheck = Union[HttpCheck, TcpCheck, ExecCheck]
 
 
 class HealthError(ContractError):
@@ -80,68 +45,6 @@ class HealthError(ContractError):
         super().__init__(message)
         self.app = app  # the app whose container failed, None for a check that timed out
         self.log = log or {}  # app -> its last log lines, as read
-
-
-def _keys(value: object, required: tuple[str, ...], what: str) -> dict:
-    if not isinstance(value, dict):
-        raise PodJsonError(f"{what} must be an object")
-    missing = [k for k in required if k not in value]
-    if missing:
-        raise PodJsonError(f"{what}: missing key {missing[0]!r}")
-    unknown = sorted(k for k in value if k not in required)
-    if unknown:
-        raise PodJsonError(f"{what}: unknown key {unknown[0]!r}")
-    return value
-
-
-def _port(value: object, what: str) -> int:
-    if type(value) is not int or not 0 < value < 65536:
-        raise PodJsonError(f"{what}: {value!r} is not a port number (1-65535)")
-    return value
-
-
-def parse_health(value: object, what: str = "health") -> HealthCheck | None:
-    """The check pod.json's `health` declares (None for null); PodJsonError if misshapen."""
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise PodJsonError(f"{what} must be an object or null")
-    kinds = [k for k in ("http", "tcp", "exec") if k in value]
-    if len(kinds) != 1:
-        raise PodJsonError(f"{what} must have exactly one of 'http', 'tcp', 'exec'")
-    kind = kinds[0]
-    _keys(value, (kind, "timeout"), what)
-    timeout = value["timeout"]
-    if type(timeout) not in (int, float) or not 0 < timeout <= MAX_TIMEOUT:
-        raise PodJsonError(f"{what}.timeout: {timeout!r} is not a number of seconds in (0, {MAX_TIMEOUT}]")
-    spec = value[kind]
-    if kind == "http":
-        _keys(spec, ("port", "path"), f"{what}.http")
-        if not isinstance(spec["path"], str) or not HTTP_PATH.match(spec["path"]):
-            raise PodJsonError(f"{what}.http.path: {spec['path']!r} must start with '/' and hold no space")
-        return HttpCheck(_port(spec["port"], f"{what}.http.port"), spec["path"], float(timeout))
-    if kind == "tcp":
-        _keys(spec, ("port",), f"{what}.tcp")
-        return TcpCheck(_port(spec["port"], f"{what}.tcp.port"), float(timeout))
-    _keys(spec, ("app", "command"), f"{what}.exec")
-    command = spec["command"]
-    if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
-        raise PodJsonError(f"{what}.exec.command must be a non-empty list of non-empty strings")
-    if not isinstance(spec["app"], str) or not spec["app"]:
-        raise PodJsonError(f"{what}.exec.app must name one of the pod's apps")
-    return ExecCheck(spec["app"], tuple(command), float(timeout))
-
-
-def health_json(check: HealthCheck | None) -> dict | None:
-    """What `parse_health` reads back as `check`."""
-    if check is None:
-        return None
-    timeout = int(check.timeout) if float(check.timeout).is_integer() else check.timeout
-    if isinstance(check, HttpCheck):
-        return {"http": {"port": check.port, "path": check.path}, "timeout": timeout}
-    if isinstance(check, TcpCheck):
-        return {"tcp": {"port": check.port}, "timeout": timeout}
-    return {"exec": {"app": check.app, "command": list(check.command)}, "timeout": timeout}
 
 
 def _os_error(e: OSError) -> str:
