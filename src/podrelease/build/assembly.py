@@ -14,14 +14,14 @@ import shutil
 from pathlib import Path
 
 from ..core import fsops as atomic
-from . import imaging, oci
 from ..core.errors import ContractError, UserError
-from ..core.health import health_json
 from ..core.hashing import sha512_file
-from ..model.layout import POD_JSON, ReleaseRoot
+from ..core.health import health_json
 from ..core.names import Label
-from ..model.tip import released_versions, tip_version
+from ..model.layout import POD_JSON, ReleaseRoot
 from ..model.plan import ImageBuild, PodAssembly, PodVolume, TipUpdate
+from ..model.tip import released_versions, tip_version
+from . import imaging, oci
 
 AC_VERSION = "0.8.11"
 HEX512 = re.compile(r"[0-9a-f]{128}\Z")

@@ -21,10 +21,9 @@ import os
 import stat
 from pathlib import Path
 
+from ..core.errors import ContractError, PodJsonError, UserError
 from ..core.fsops import ARTIFACT_FILE_MODE, building_dir, in_the_way, make_dirs
-from ..core.errors import UserError
 from ..core.hashing import AciIdCheck, Check, RecordingCheck, Sha512Check, check_sha512_file, copy_file_verified, verify_file
-from ..core.errors import ContractError, PodJsonError
 from ..core.podjson import PodJson, read_pod_json
 
 # A hard link is impossible across filesystems, or where the kernel forbids it

@@ -20,17 +20,16 @@ import json
 import os
 import tarfile
 from collections.abc import Mapping
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, NoReturn
 
 from ..core import fsops as atomic
-from .archive import Entry, ParallelGzipWriter, sort_key, write_tar
 from ..core.errors import UserError
 from ..core.hashing import HashingWriter
 from ..model.rules import ImageRule
-from . import oci
-from . import staging
+from . import oci, staging
+from .archive import Entry, ParallelGzipWriter, sort_key, write_tar
 from .rootfs import ROOT_MODE, Node, Tree, rootfs_tree, shown
 from .staging import BASE_NAME, IMAGE_FILE, SHA512_FILE, STAGING_NAME, ImageBuildError
 

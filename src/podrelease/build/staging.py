@@ -20,9 +20,9 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.hashing import HashingReader
+from ..core.names import Label
 from ..model.rules import ImageRule
 from .archive import CHUNK_SIZE, sort_key
-from ..core.names import Label
 from .rootfs import ROOT_MODE, Fail, Tree, add_directory, failer, shown
 
 COMMAND_UMASK = 0o022

@@ -17,9 +17,8 @@ Nothing here ever needs a traceback to be understood.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, TypeVar
-
-T = TypeVar("T")
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 class PodreleaseError(Exception):
@@ -42,7 +41,7 @@ class UserError(PodreleaseError):
         return f"{where}: {self.message}"
 
     @property
-    def each(self) -> list["UserError"]:
+    def each(self) -> list[UserError]:
         """The single mistakes this error stands for (itself, unless it gathers several)."""
         return [self]
 
@@ -63,9 +62,9 @@ class UserErrors(UserError):
         return list(self.errors)
 
 
-def collect(*loaders: Callable[[], T]) -> list[T]:
+def collect(*loaders: Callable[[], Any]) -> list[Any]:
     """Run each loader; raise every mistake they all found, one line each, or return their results."""
-    results: list[T] = []
+    results: list[Any] = []
     errors: list[UserError] = []
     for loader in loaders:
         try:
@@ -99,7 +98,7 @@ class PodJsonError(ContractError):
     kind: str = "shape"
 
     @classmethod
-    def at(cls, where: str, problem: str, line: int | None = None, kind: str = "file") -> "PodJsonError":
+    def at(cls, where: str, problem: str, line: int | None = None, kind: str = "file") -> PodJsonError:
         error = cls(f"{where}:{line}: {problem}" if line is not None else f"{where}: {problem}")
         error.problem, error.line, error.kind = problem, line, kind
         return error

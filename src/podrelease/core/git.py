@@ -65,7 +65,9 @@ def finish(process: subprocess.Popen, timeout: float = TIMEOUT) -> tuple[int, st
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-        raise UserError(None, None, f"git {process.args[3]} did not finish within {timeout:g} s") from None
+        args = process.args
+        assert isinstance(args, list)  # made by `stream`: the list `command` builds
+        raise UserError(None, None, f"git {args[3]} did not finish within {timeout:g} s") from None
 
 
 def toplevel(folder: Path | str) -> Path | None:

@@ -19,9 +19,10 @@ import os
 import queue
 import threading
 import zlib
-from pathlib import Path
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from pathlib import Path
+from typing import Protocol
 
 from .errors import IntegrityError
 
@@ -34,6 +35,12 @@ GZIP_MAGIC = b"\x1f\x8b"
 def short(hexdigest: str) -> str:
     """Enough of a digest to tell two apart in a message."""
     return hexdigest[:16] + "…"
+
+
+class Writable(Protocol):
+    """Where written bytes go: a binary file, or a writer that passes them on."""
+
+    def write(self, data: bytes | memoryview, /) -> int: ...
 
 
 class Check(Protocol):
@@ -444,11 +451,11 @@ class HashingReader:
 class HashingWriter:
     """Writes through to `out`, feeding every byte to `digest` on the way."""
 
-    def __init__(self, out, digest):
+    def __init__(self, out: Writable, digest):
         self._out = out
         self._digest = digest
 
-    def write(self, data) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self._digest.update(data)
         return self._out.write(data)
 

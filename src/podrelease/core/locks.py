@@ -17,9 +17,9 @@ import fcntl
 import hashlib
 import os
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .errors import ContractError, LockTimeout
 from .fsops import make_dirs

@@ -88,7 +88,7 @@ class Label:
     name: str
 
     @classmethod
-    def parse(cls, text: object, default_path: str | None = None) -> "Label":
+    def parse(cls, text: object, default_path: str | None = None) -> Label:
         """Parse a full label, or a bare name relative to `default_path`."""
         if not isinstance(text, str):
             raise ValueError(f"label {quoted(text)} must be a string like //web:frontend")

@@ -18,9 +18,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .errors import PodJsonError
 from .health import ExecCheck, HealthCheck, parse_health
 from .names import Label, check_ac_name, check_segment, check_version, quoted
-from .errors import PodJsonError
 
 IMAGE_ID = re.compile(r"sha512-([0-9a-f]{128})\Z")
 SHA512_HEX = re.compile(r"[0-9a-f]{128}\Z")
@@ -248,7 +248,7 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
         what = f"volumes[{i}]"
         _obj(item, VOLUME_KEYS, what)
         name = _checked(check_ac_name, item["name"], f"{what}.name")
-        files: list[VolumeFile] = []
+        vfiles: list[VolumeFile] = []
         for j, f in enumerate(_list(item["files"], f"{what}.files")):
             fwhat = f"{what}.files[{j}]"
             _obj(f, VOLUME_FILE_KEYS, fwhat)
@@ -257,12 +257,12 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
                 raise PodJsonError(f"{fwhat}.path: {path!r} is not inside the volume's directory {name + '/'!r}")
             if not isinstance(f["sha512"], str) or not SHA512_HEX.match(f["sha512"]):
                 raise PodJsonError(f"{fwhat}.sha512: {f['sha512']!r} is not 128 lowercase hex digits")
-            files.append(VolumeFile(path, f["sha512"]))
+            vfiles.append(VolumeFile(path, f["sha512"]))
         volumes.append(VolumeRef(
             label=_label(item["label"], f"{what}.label"),
             name=name,
             version=_checked(check_version, item["version"], f"{what}.version"),
-            files=tuple(files),
+            files=tuple(vfiles),
         ))
 
     files = tuple(safe_relpath(p, f"files[{i}]") for i, p in enumerate(_list(doc["files"], "files")))

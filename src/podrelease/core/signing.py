@@ -32,8 +32,8 @@ import os
 import re
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .errors import SignatureError
 from .names import check_segment
@@ -182,7 +182,7 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def _ssh_keygen(args: list[str], data: bytes | None, timeout: float) -> subprocess.CompletedProcess:
+def _ssh_keygen(args: list[str], data: bytes | None, timeout: float) -> subprocess.CompletedProcess[str]:
     """Run ssh-keygen with no way to ask anyone anything: no terminal, no askpass, stdin data or nothing.
 
     Its stdout and stderr come back as text (ssh-keygen writes ASCII; anything else is replaced).
@@ -203,9 +203,10 @@ def _ssh_keygen(args: list[str], data: bytes | None, timeout: float) -> subproce
         raise SignatureError(f"{SSH_KEYGEN} not found: pod signatures need OpenSSH's ssh-keygen") from None
     except subprocess.TimeoutExpired:
         raise SignatureError(f"{SSH_KEYGEN} {' '.join(args[:2])} took longer than {timeout:g}s, gave up") from None
-    result.stdout = result.stdout.decode("utf-8", "replace")
-    result.stderr = result.stderr.decode("utf-8", "replace")
-    return result
+    return subprocess.CompletedProcess(
+        result.args, result.returncode,
+        result.stdout.decode("utf-8", "replace"), result.stderr.decode("utf-8", "replace"),
+    )
 
 
 def _detail(stderr: str) -> str:

@@ -22,16 +22,14 @@ from pathlib import Path
 import yaml
 
 from ..core import fsops as atomic
-from ..model import instructions
-from ..model import rules
 from ..core import git
-from ..core.errors import UserError
+from ..core.errors import PodJsonError, UserError
+from ..core.names import Label, PodVersion, check_ac_name, check_label_path, check_segment, check_version, quoted, version_key
+from ..core.podjson import PodJson, read_pod_json
+from ..model import instructions, rules
 from ..model.instructions import Instruction, Parameters, Pin
 from ..model.layout import INSTRUCTION_SUFFIX, POD_JSON, InstructionPath, ReleaseRoot
-from ..core.names import Label, PodVersion, check_ac_name, check_label_path, check_segment, check_version, quoted, version_key
-from ..core.errors import PodJsonError
 from ..model.plan import make_plan
-from ..core.podjson import PodJson, read_pod_json
 
 POD_VERSION_FORM = "<channel>/<label_path>/<pod>/<version>"
 
@@ -113,7 +111,7 @@ def instruction_document(
     dirty: bool = False,
     images: dict[Label, str] | None = None,
     volumes: dict[Label, str] | None = None,
-    parameters: Parameters = Parameters(),
+    parameters: Parameters = Parameters(),  # noqa: B008 -- frozen dataclass, safe to share
 ) -> dict:
     """The YAML mapping, keys in a stable order, empty parts left out."""
     document: dict = {}

@@ -29,22 +29,21 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
-from ..core import fsops as atomic
 from ..build import imaging
-from ..model import instructions
+from ..core import fsops as atomic
 from ..core import locks as locking
-from ..model import rules
-from .authoring import parse_pod_version, refuse
 from ..core.errors import PodJsonError, UserError
-from ..core.podjson import read_pod_json
-from ..model.layout import POD_JSON, ReleaseRoot, scan_channels
 from ..core.names import Label, PodVersion, check_ac_name, check_label_path, check_version, version_key
-from ..model.plan import make_plan
+from ..core.podjson import read_pod_json
+from ..model import instructions, rules
+from ..model.layout import POD_JSON, ReleaseRoot, scan_channels
+from ..model.plan import ImageBuild, make_plan
+from .authoring import parse_pod_version, refuse
 
 IMAGE = "image"
 VOLUME = "volume"
@@ -97,7 +96,10 @@ class Protect:
         )
 
     def __str__(self) -> str:
-        return self.version if self.channel is None else f"{self.channel}/{self.pod.join(self.version)}"
+        if self.channel is None:
+            return self.version
+        assert self.pod is not None  # `parse_protect` gives a channel only with its pod
+        return f"{self.channel}/{self.pod.join(self.version)}"
 
 
 @dataclass
@@ -312,6 +314,7 @@ def _pending_needs(root: ReleaseRoot, found: Survey) -> tuple[set[Artifact], set
         # running release has assembled it since: its images are needed
         if instruction.yanked or walked:
             continue
+        build: ImageBuild | None
         for build in pod.images:
             while build is not None:  # an image and the bases it is built from
                 needed.add(Artifact(IMAGE, build.rule.label, build.version))
@@ -320,7 +323,8 @@ def _pending_needs(root: ReleaseRoot, found: Survey) -> tuple[set[Artifact], set
     # a rule's `from: <label>@<version>` names a base image: rebuilt from today's sources it could differ
     needed |= {
         Artifact(IMAGE, rule.base, rule.base_version)
-        for b in build_files for rule in b.images.values() if rule.base is not None
+        for b in build_files for rule in b.images.values()
+        if rule.base is not None and rule.base_version is not None  # `from:` sets both or neither
     }
     labels = {m.label for b in build_files for p in b.pods.values() for m in p.volumes}
     return needed, labels

@@ -25,13 +25,13 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..build.archive import Entry, ParallelGzipWriter, SourceChangedError, sort_key, write_tar
 from ..core import fsops as atomic
 from ..core import locks as locking
-from ..build.archive import Entry, ParallelGzipWriter, SourceChangedError, sort_key, write_tar
 from ..core.hashing import sha512_file
-from .authoring import refuse
-from ..model.layout import ReleaseRoot
 from ..core.names import Label, check_version, quoted
+from ..model.layout import ReleaseRoot
+from .authoring import refuse
 
 DIR_MODE = 0o755
 FILE_MODE = 0o644

@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from . import documents
-from . import instructions
 from ..core.fsops import replace_file
+from . import documents, instructions
 from .instructions import Instruction
 from .layout import InstructionPath, ReleaseRoot
 

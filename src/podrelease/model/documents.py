@@ -15,6 +15,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -145,13 +146,19 @@ def _check_shape(text: str, shown_as: str) -> None:
         if isinstance(event, yaml.NodeEvent):
             nodes += 1
             if nodes > MAX_VALUES:
-                raise UserError(shown_as, event.start_mark.line + 1, f"document has more than {MAX_VALUES} values")
+                raise UserError(shown_as, _line(event), f"document has more than {MAX_VALUES} values")
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
-                raise UserError(shown_as, event.start_mark.line + 1, TOO_DEEP)
+                raise UserError(shown_as, _line(event), TOO_DEEP)
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
+
+
+def _line(event: yaml.Event) -> int:
+    """The line (from 1) where a parsed event starts; the parser marks every event."""
+    assert event.start_mark is not None
+    return event.start_mark.line + 1
 
 
 def _surely_small(text: str) -> bool:
@@ -270,7 +277,7 @@ class Fields:
 
     def at(self, where: Where):
         """The value at `where`; None where a key or item is absent."""
-        value = self.doc.data
+        value: Any = self.doc.data
         for step in where:
             try:
                 value = value[step]
@@ -282,7 +289,11 @@ class Fields:
         value = self.at(where)
         if isinstance(value, (dict, list)) or value is None:
             raise self.doc.error(where, f"{what} must be a string")
-        return self.doc.text(where) if not isinstance(value, str) else value
+        if isinstance(value, str):
+            return value
+        written = self.doc.text(where)
+        assert written is not None  # every scalar's text is kept as it is read
+        return written
 
     def optional_text(self, where: Where, what: str) -> str | None:
         return None if self.at(where) is None else self.text(where, what)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .documents import ANY_KEY, Fields, load
 from ..core.errors import UserError, UserErrors
-from .layout import InstructionPath
 from ..core.names import Label, check_version
+from .documents import ANY_KEY, Fields, load
+from .layout import InstructionPath
 from .rules import environment
 
 INSTRUCTION_KEYS = frozenset({"rule", "revision", "dirty", "images", "volumes", "parameters", "yanked", "reason"})
@@ -27,7 +27,7 @@ class Parameters:
     args: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
 
-    def over(self, base: "Parameters") -> "Parameters":
+    def over(self, base: Parameters) -> Parameters:
         """These parameters merged over `base`: args appended, environment overriding."""
         environment = dict(base.environment)
         environment.update(self.environment)

@@ -38,7 +38,7 @@ class ReleaseRoot:
     path: Path
 
     @classmethod
-    def from_environment(cls, default: Path) -> "ReleaseRoot":
+    def from_environment(cls, default: Path) -> ReleaseRoot:
         """RELEASE_ROOT wins over the dodo file's folder."""
         return cls(Path(os.environ.get("RELEASE_ROOT") or default).resolve())
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..core.errors import UserError, UserErrors
-from .instructions import Instruction, Parameters, Pin
 from ..core.names import Label, version_key
+from .instructions import Instruction, Parameters, Pin
 from .rules import BuildFile, ImageRule, PodRule, VolumeMount
 
 
@@ -19,7 +19,7 @@ from .rules import BuildFile, ImageRule, PodRule, VolumeMount
 class ImageBuild:
     rule: ImageRule  # effective: with the app inherited from its base, if any
     version: str
-    base: "ImageBuild | None" = None  # built first; its rootfs is where this one starts
+    base: ImageBuild | None = None  # built first; its rootfs is where this one starts
 
     @property
     def name(self) -> str:
@@ -206,7 +206,10 @@ def _image_build(plan: Plan, images: dict, label: Label, version: str) -> ImageB
     name = label.join(version)
     if name not in plan.images:
         rule = effective_rule(images, label)
-        base = _image_build(plan, images, rule.base, rule.base_version) if rule.base else None
+        base = None
+        if rule.base:
+            assert rule.base_version is not None  # `from:` sets both or neither
+            base = _image_build(plan, images, rule.base, rule.base_version)
         plan.images[name] = ImageBuild(rule, version, base)
     return plan.images[name]
 
@@ -224,11 +227,12 @@ def _choose_revision(plan: Plan, build: ImageBuild, instruction: Instruction) ->
         # reason it was yanked) must neither be looked up nor choose a build
         return
     choice = ImageRevision(instruction.revision, instruction.shown, instruction.revision_line, build.version == instruction.version)
-    while build is not None:
-        known = plan.revisions.get(build.name)
+    step: ImageBuild | None = build
+    while step is not None:
+        known = plan.revisions.get(step.name)
         if known is None or (choice.owner and not known.owner):
-            plan.revisions[build.name] = choice
-        build = build.base
+            plan.revisions[step.name] = choice
+        step = step.base
 
 
 def _version(instruction: Instruction, pins: tuple[Pin, ...], label: Label) -> str:

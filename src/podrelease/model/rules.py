@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .documents import ANY_KEY, Fields, load
 from ..core.errors import UserError, UserErrors
 from ..core.health import HTTP_PATH, MAX_TIMEOUT, ExecCheck, HealthCheck, HttpCheck, TcpCheck
-from .layout import BUILD_FILE
 from ..core.names import MAX_NAME, Label, check_ac_name, check_label_path, check_version, quoted
+from .documents import ANY_KEY, Fields, load
+from .layout import BUILD_FILE
 
 if TYPE_CHECKING:
     from .layout import ReleaseRoot
@@ -65,7 +65,7 @@ class App:
     mount_points: tuple[MountPoint, ...] = ()
     given: frozenset[str] | None = None  # keys the rule wrote; None: all of them
 
-    def over(self, base: "App") -> "App":
+    def over(self, base: App) -> App:
         """This app on top of a base image's: settings not given are inherited,
         and environment merges (this app's values win)."""
         given = self.given if self.given is not None else APP_KEYS
@@ -158,7 +158,7 @@ class PodRule:
 
     def image_line(self, label: Label) -> int | None:
         """The line naming `label` in `images:` (the pod's line if unknown)."""
-        for known, line in zip(self.images, self.image_lines):
+        for known, line in zip(self.images, self.image_lines, strict=False):
             if known == label:
                 return line
         return self.line
@@ -477,7 +477,7 @@ def _check_pod_names(fields: Fields, where, images, volumes, files) -> None:
         seen[name] = what
 
 
-def load_all(root: "ReleaseRoot") -> list[BuildFile]:
+def load_all(root: ReleaseRoot) -> list[BuildFile]:
     """Every build file under `shipyard/`, reporting the first mistake of each."""
     build_files, errors = [], []
     for path, label_path in root.build_files():

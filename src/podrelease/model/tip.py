@@ -8,7 +8,7 @@ A version counts as released when its pod directory holds a `pod.json`.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..core.names import check_version, version_key
 from .layout import POD_JSON, TIP

@@ -25,9 +25,10 @@ from ..core import locks
 from ..core.errors import PodreleaseError, UserError, UserErrors, collect, distinct
 from ..model import instructions, rules
 from ..model.cache import InstructionCache
+from ..model.instructions import Instruction
 from ..model.layout import POD_JSON, ReleaseRoot
 from ..model.plan import ImageBuild, Plan, PodAssembly, TipUpdate, VolumeCheck, effective_rule, make_plan
-from ..model.rules import ImageRule
+from ..model.rules import BuildFile, ImageRule
 from .reporter import ReleaseFailed
 
 
@@ -44,6 +45,8 @@ def channel_defaults(root: ReleaseRoot, channels: set[str]) -> dict:
 def load_plan(root: ReleaseRoot, cache: InstructionCache | None = None) -> tuple[Plan, dict[object, ImageRule]]:
     """The plan, and every image rule by label (for builds from older revisions)."""
     load = cache.load if cache is not None else None
+    build_files: list[BuildFile]
+    loaded: list[Instruction]
     build_files, loaded = collect(
         lambda: rules.load_all(root),
         lambda: instructions.load_all(root.instruction_paths(), load),
@@ -118,7 +121,7 @@ class Release:
         self.tips = TipTargets(root)
 
     @classmethod
-    def load(cls, root: ReleaseRoot) -> "Release":
+    def load(cls, root: ReleaseRoot) -> Release:
         """Read, validate and plan everything; raises UserError (one line per mistake).
 
         The instruction cache is saved only once everything loaded and
@@ -136,7 +139,7 @@ class Release:
     def image_built(self, build: ImageBuild) -> bool:
         return os.path.isfile(self.root.image_dir(build.rule.label, build.version) / imaging.SHA512_FILE)
 
-    @functools.cache
+    @functools.cache  # noqa: B019 -- one Release per doit run: the cache may keep it alive
     def pod_json_path(self, pod: PodAssembly) -> str:
         """Asked by the pod, release and bundle tasks of every instruction: made once."""
         return str(self.root.pod_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version) / POD_JSON)

@@ -9,7 +9,6 @@ doit processes share it.
 
 from __future__ import annotations
 
-
 from doit.dependency import SqliteDB
 
 BUSY_TIMEOUT_MS = 60_000

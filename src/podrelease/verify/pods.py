@@ -23,7 +23,6 @@ from .report import WARNING, Problems, short
 from .scan import Home, PodDir, Scan
 
 
-
 def read_pod(scan: Scan, problems: Problems, home: Home, pod: PodDir) -> None:
     """Read `pod.json`, check its fields, and note its volume files for hashing."""
     path = pod.path / POD_JSON

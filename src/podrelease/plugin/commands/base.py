@@ -59,7 +59,7 @@ class RootCommand(Command):
 
     def interleaved(self, params, args: list[str]) -> list[str]:
         """Positional arguments, with any options among them parsed into `params`."""
-        positional = []
+        positional: list[str] = []
         while args:
             if args[0] == "--":
                 return positional + args[1:]
