@@ -11,7 +11,8 @@ from podmanhelpers import IMAGE_ID, pod_document
 from podrelease.core.errors import ContractError, PodJsonError
 from podrelease.core.names import Label
 from podrelease.core.podjson import parse_document
-from podrelease.deploy.runtime import health, kube
+from podrelease.core import health
+from podrelease.deploy.runtime import kube
 from podrelease.deploy.runtime.podman import image_name, last_line
 
 DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")

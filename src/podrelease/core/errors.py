@@ -98,8 +98,9 @@ class PodJsonError(ContractError):
     kind: str = "shape"
 
     @classmethod
-    def at(cls, where: str, problem: str, line: int | None = None, kind: str = "file") -> PodJsonError:
-        error = cls(f"{where}:{line}: {problem}" if line is not None else f"{where}: {problem}")
+    def at(cls, where: str, problem: str, line: int | None = None, kind: str = "file", said: str | None = None) -> PodJsonError:
+        """`said`: how the message puts the problem, when it tells more than `problem` (a JSON position)."""
+        error = cls(f"{where}: {said or problem}")
         error.problem, error.line, error.kind = problem, line, kind
         return error
 

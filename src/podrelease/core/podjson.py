@@ -196,7 +196,7 @@ def parse_pod_json(data: bytes, where: str) -> PodJson:
     try:
         doc = json.loads(data, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as e:
-        raise PodJsonError.at(where, f"not valid JSON: {e.msg}", line=e.lineno, kind="json") from None
+        raise PodJsonError.at(where, f"not valid JSON: {e.msg}", line=e.lineno, kind="json", said=f"not valid JSON: {e}") from None
     except UnicodeDecodeError:
         raise PodJsonError.at(where, "not valid JSON: not UTF-8", kind="json") from None
     except ValueError as e:
