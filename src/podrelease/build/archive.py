@@ -15,6 +15,7 @@ bytes do not depend on the number of cores.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 import struct
@@ -25,6 +26,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import BinaryIO, Iterable, Literal
 
+from ..core.hashing import Writable
+
 CHUNK_SIZE = 1 << 20  # file data is read (and hashed) this much at a time
 BLOCK_SIZE = 1 << 20  # gzip input block compressed by one worker
 WINDOW_SIZE = 1 << 15  # deflate's window: the dictionary each block is primed with
@@ -32,7 +35,7 @@ GZIP_LEVEL = 6
 # ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=255 (unknown): no name, no time, no host.
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
-TAR_FORMAT = tarfile.PAX_FORMAT
+TAR_FORMAT: Literal[2] = tarfile.PAX_FORMAT
 TAR_ENCODING = "utf-8"
 _TAR_TYPES = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE}
 
@@ -81,9 +84,9 @@ def sort_key(name: str) -> bytes:
 
 def write_tar(
     entries: Iterable[Entry],
-    out: BinaryIO,
+    out: Writable,
     file_digests: dict[str, str] | None = None,
-    subtree: tuple[BinaryIO, str] | None = None,
+    subtree: tuple[Writable, str] | None = None,
 ) -> str:
     """Write a deterministic tar of `entries` to `out`; return the hex sha512 of its bytes.
 
@@ -117,7 +120,7 @@ def write_tar(
 class _TarWriter:
     """Appends headers and data to `out`, hashing every byte on the way."""
 
-    def __init__(self, out: BinaryIO, file_digests: dict[str, str] | None, hashed: bool = True):
+    def __init__(self, out: Writable, file_digests: dict[str, str] | None, hashed: bool = True):
         self._out = out
         self._sha512 = hashlib.sha512() if hashed else None
         self._offset = 0
@@ -133,7 +136,7 @@ class _TarWriter:
         self._add_header(entry, size)
         if also is not None:
             also[0]._add_header(also[1], size)
-        if entry.kind == "file":
+        if entry.kind == "file" and entry.data is not None:
             self._add_data(entry.name, [entry.data], also)
 
     def finish(self) -> str:
@@ -145,6 +148,7 @@ class _TarWriter:
         return self._sha512.hexdigest() if self._sha512 is not None else ""
 
     def _add_source_file(self, entry: Entry, also: tuple[_TarWriter, Entry] | None) -> None:
+        assert entry.source is not None  # `add` sends only entries with a source here
         # O_NOFOLLOW: a source swapped for a symlink must not smuggle in another file.
         fd = os.open(entry.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with open(fd, "rb", buffering=0) as source:
@@ -177,7 +181,7 @@ class _TarWriter:
             if digest is not None:
                 digest.update(chunk)
             size += len(chunk)
-        if digest is not None:
+        if digest is not None and self._file_digests is not None:
             self._file_digests[name] = digest.hexdigest()
         remainder = size % tarfile.BLOCKSIZE
         if remainder:
@@ -192,7 +196,7 @@ class _TarWriter:
         self._offset += len(data)
 
 
-def _read_exactly(source: BinaryIO, path: str, size: int, buffer: memoryview) -> Iterable[memoryview]:
+def _read_exactly(source: io.RawIOBase, path: str, size: int, buffer: memoryview) -> Iterable[memoryview]:
     """Yield `size` bytes of `source` through `buffer`; raise if the file is not that size.
 
     The header already promised `size` bytes, so a file that shrinks or grows
@@ -236,7 +240,7 @@ class ParallelGzipWriter:
 
     def __init__(
         self,
-        out: BinaryIO,
+        out: Writable,
         *,
         level: int = GZIP_LEVEL,
         block_size: int = BLOCK_SIZE,
@@ -329,6 +333,8 @@ def _deflate_block(block: memoryview, dictionary: bytes, level: int, last: bool)
     boundary, so compression is as good as a single-threaded stream's. The
     two pieces are returned unjoined to save a copy.
     """
-    options = {"zdict": dictionary} if dictionary else {}
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, **options)
+    if dictionary:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=dictionary)
+    else:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
     return [compressor.compress(block), compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)]

@@ -107,8 +107,9 @@ def pod_manifest(pod: PodAssembly, ids: dict[str, str], apps: dict[str, dict | N
                 ],
             },
         }
-        if apps[build.name] is not None:
-            runtime_app["app"] = merged_app(apps[build.name], pod, str(rule.label))
+        image_app = apps[build.name]
+        if image_app is not None:
+            runtime_app["app"] = merged_app(image_app, pod, str(rule.label))
         if pod.volumes:
             runtime_app["mounts"] = [{"volume": v.mount.name, "path": v.mount.path} for v in pod.volumes]
         runtime_apps.append(runtime_app)

@@ -47,7 +47,7 @@ Fail = Callable[[str], NoReturn]
 
 def image_manifest(rule: ImageRule, version: str) -> dict:
     """The appc ImageManifest of `rule` at `version`."""
-    manifest = {
+    manifest: dict = {
         "acKind": "ImageManifest",
         "acVersion": AC_VERSION,
         "name": rule.name,
@@ -170,7 +170,9 @@ def read_manifest(image_dir: Path) -> dict:
         member = tar.next()
         if member is None or member.name != "manifest" or not member.isfile():
             raise UserError(str(image_dir / IMAGE_FILE), None, "image has no manifest first; run doit verify")
-        return json.load(tar.extractfile(member))
+        data = tar.extractfile(member)
+        assert data is not None  # a regular file member
+        return json.load(data)
 
 
 

@@ -58,8 +58,6 @@ class Node:
 
 Tree = dict[str, Node]  # image path without leading '/' -> node
 
-Tree = dict[str, Node]  # image path without leading '/' -> node
-
 
 
 def rootfs_tree(rule: ImageRule, start: Tree | None = None) -> Tree:
@@ -181,9 +179,9 @@ def _place(tree: Tree, parts: tuple[str, ...], node: Node, fail: Fail) -> None:
         if existing.kind != "dir":
             fail(f"rootfs: /{parent} is a {existing.kind} in the image, not a directory")
     path = "/".join(parts)
-    existing = tree.get(path)
-    if existing is not None and (existing.kind == "dir") != (node.kind == "dir"):
-        fail(f"rootfs: /{path} is a {existing.kind} in the image; a {node.kind} cannot replace it")
+    present = tree.get(path)
+    if present is not None and (present.kind == "dir") != (node.kind == "dir"):
+        fail(f"rootfs: /{path} is a {present.kind} in the image; a {node.kind} cannot replace it")
     tree[path] = node
 
 

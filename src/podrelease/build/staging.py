@@ -73,7 +73,7 @@ def extract_base(rule: ImageRule, base: Path, destination: Path) -> Tree:
     directories: list[tuple[str, int]] = []
     with open(base / IMAGE_FILE, "rb") as compressed, gzip.GzipFile(fileobj=compressed) as raw:
         reader = HashingReader(raw)
-        with tarfile.open(fileobj=reader, mode="r|") as tar:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]  # a stream needs only read()
             for member in tar:
                 path = _base_member_path(member.name, fail)
                 if path is None:
@@ -132,9 +132,9 @@ def materialise(tree: Tree, staging: Path) -> dict[str, str]:
         if node.kind == "dir":
             os.mkdir(target, 0o700)
             directories.append((target, node.mode))
-        elif node.kind == "file":
+        elif node.kind == "file" and node.source is not None:
             digests[path] = _copy_file(node.source, target, node.mode)
-        else:
+        elif node.kind == "symlink" and node.linkname is not None:
             os.symlink(node.linkname, target)
     for target, mode in reversed(directories):
         os.chmod(target, mode)
@@ -158,6 +158,7 @@ def _copy_file(source: str, target: str, mode: int) -> str:
 
 def run_command(rule: ImageRule, version: str, staging: Path, env: Mapping[str, str] | None) -> None:
     """Run the rule's command in its folder with `ROOTFS` set; raise ImageBuildError if it fails."""
+    assert rule.command is not None  # only rules with a command are staged
     environment = dict(os.environ if env is None else env)
     environment["ROOTFS"] = str(staging)
     try:
