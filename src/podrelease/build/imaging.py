@@ -38,6 +38,10 @@ __all__ = ["ImageBuildError", "build_image", "build_record", "image_manifest", "
 AC_VERSION = "0.8.11"
 MANIFEST_MODE = 0o644
 BUILD_RECORD_FILE = "build.json"
+# The OCI layer is the plain tar: the same rootfs is already gzip'd once in image.aci, and
+# a second deflate would double the build's CPU and memory for bytes every runtime accepts
+# uncompressed (podman, skopeo, umoci); its digest is then also its diff_id.
+LAYER_COMPRESSION = oci.UNCOMPRESSED
 # Everything an image version directory holds.
 IMAGE_ENTRIES = (IMAGE_FILE, SHA512_FILE, BUILD_RECORD_FILE, oci.LAYOUT_DIR)
 
@@ -99,7 +103,8 @@ def build_image(
     with atomic.building_dir(image_dir) as tmp:
         extracted = tmp / BASE_NAME
         atomic.make_dirs(tmp / oci.LAYOUT_DIR)
-        with oci.LayerSink(tmp / oci.LAYOUT_DIR) as layer:  # the rootfs again, as the OCI image's layer
+        # the rootfs again, as the OCI image's layer; uncompressed, as `LAYER_COMPRESSION` says why
+        with oci.LayerSink(tmp / oci.LAYOUT_DIR, LAYER_COMPRESSION) as layer:
             outputs = _Outputs(aci_hash, layer)
             try:
                 whole = rootfs_tree(rule, staging.extract_base(rule, base, extracted)) if base else tree

@@ -302,7 +302,8 @@ class LayerSink:
         fsops.sweep(blobs)
         fd, name = tempfile.mkstemp(prefix=f"{fsops.TMP_PREFIX}layer-{os.getpid()}-", dir=blobs)
         self._tmp = Path(name)
-        self._diff_id = hashlib.sha256()
+        # an uncompressed layer is its own tar: one hash serves as digest and diff_id
+        self._diff_id = None if compression is UNCOMPRESSED else hashlib.sha256()
         self._file = None
         self._compressor = None
         try:
@@ -319,7 +320,8 @@ class LayerSink:
     def write(self, data: bytes | memoryview) -> int:
         if self.layer is not None or self._file is None:
             raise ValueError("write to a closed LayerSink")
-        self._diff_id.update(data)
+        if self._diff_id is not None:
+            self._diff_id.update(data)
         return self._compressor.write(data)
 
     def close(self) -> Layer:
@@ -338,9 +340,8 @@ class LayerSink:
             self.abort()
             raise
         self._file = None
-        self.layer = Layer(
-            self.media_type, f"sha256:{digest}", self._stored.size, f"sha256:{self._diff_id.hexdigest()}"
-        )
+        diff_id = self._diff_id.hexdigest() if self._diff_id is not None else digest
+        self.layer = Layer(self.media_type, f"sha256:{digest}", self._stored.size, f"sha256:{diff_id}")
         return self.layer
 
     def abort(self) -> None:
