@@ -24,7 +24,8 @@ import stat
 import tarfile
 from pathlib import Path
 
-from ..build import imaging
+from ..build import imaging, oci
+from ..core.errors import ContractError
 from ..core.hashing import AciDigest
 from .report import WARNING, Problems, short
 from .scan import ImageDir
@@ -73,6 +74,28 @@ def check_image(problems: Problems, image: ImageDir) -> None:
             check_manifest(problems, image, aci_path, manifest)
     if record is not None:
         check_build_record(problems, image, record)
+    check_oci(problems, image, record)
+
+
+def check_oci(problems: Problems, image: ImageDir, record: dict | None) -> None:
+    """`oci/` is a whole OCI layout (every blob hashed) tagged with the version, as build.json says.
+
+    An image built before images had OCI layouts has neither `oci/` nor a
+    recorded digest: that is history, not a fault.
+    """
+    layout = image.path / oci.LAYOUT_DIR
+    recorded = record.get("oci") if record else None
+    if not layout.exists():
+        if recorded is not None:
+            _error(problems, image, image.path, f"no {oci.LAYOUT_DIR}/, but build.json records OCI image {recorded}")
+        return
+    try:
+        image.oci = oci.manifest_digest(layout, image.version, check_layers=True)
+    except ContractError as err:
+        _error(problems, image, layout, str(err).removeprefix(f"{layout}/").removeprefix(f"{layout}: "))
+        return
+    if recorded is not None and recorded != image.oci:
+        _error(problems, image, layout, f"holds OCI image {image.oci}, but build.json records {recorded}")
 
 
 def read_sha512_file(problems: Problems, image: ImageDir, path: Path) -> None:

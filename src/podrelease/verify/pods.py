@@ -132,6 +132,11 @@ def check_pod_links(scan: Scan, problems: Problems, pod: PodDir) -> None:
                 "pod", pod.path / POD_JSON,
                 f"image {label} {version} has id {short(image.id)}, but {root.shown(target)} holds {short(found.id or '')}",
             )
+        elif image.oci is not None and not found.broken and image.oci != found.oci:
+            problems.report(
+                "pod", pod.path / POD_JSON,
+                f"image {label} {version} has OCI image {image.oci}, but {root.shown(target)} holds {found.oci or 'none'}",
+            )
     for volume in doc.volumes:
         label, version = volume.label, volume.version
         if volume.name in bad_links:

@@ -43,6 +43,7 @@ class ImageDir:
     record: dict | None = None  # build.json, if it parses
     broken: bool = False  # an error was reported for it
     unreadable: str | None = None  # why image.aci could not be read
+    oci: str | None = None  # the digest of its OCI manifest, once checked whole
 
     @property
     def id(self) -> str | None:
