@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 missing=()
 command -v actool >/dev/null 2>&1 || missing+=(appc-spec)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
-for tool in curl podman skopeo umoci runc catatonit; do
+for tool in curl pigz podman skopeo umoci runc catatonit; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ -x /bin/busybox ] || missing+=(busybox-static)

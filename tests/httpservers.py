@@ -12,10 +12,10 @@
 
 from __future__ import annotations
 
+import grp
 import http.server
 import os
 import pwd
-import grp
 import re
 import shutil
 import socket
@@ -40,14 +40,14 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
                 return
         except OSError:
             if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"server exited with status {proc.returncode}")
+                raise RuntimeError(f"server exited with status {proc.returncode}") from None
             if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+                raise RuntimeError(f"nothing listens on 127.0.0.1:{port}") from None
             time.sleep(0.02)
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format, *args):  # quiet
         pass
@@ -148,7 +148,7 @@ class StaticServer:
     def honour_ranges(self, on: bool = True) -> None:
         self.httpd.ranges = on
 
-    def __enter__(self) -> "StaticServer":
+    def __enter__(self) -> StaticServer:
         self.thread.start()
         return self
 
@@ -206,7 +206,7 @@ class Nginx:
         log = self.work / "access.log"
         return log.read_text() if log.exists() else ""
 
-    def __enter__(self) -> "Nginx":
+    def __enter__(self) -> Nginx:
         (self.work / "tmp").mkdir(parents=True, exist_ok=True)
         user = ""
         if os.geteuid() == 0:  # workers would switch to nobody: stay the current user

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from podfactory import Mount, ReleaseRoot, standard_pod, tarball, tree
 from podrelease.build.bundles import write_bundle
 from podrelease.core.errors import UserError
+
+from podfactory import Mount, ReleaseRoot, standard_pod, tarball, tree
 
 
 @pytest.fixture

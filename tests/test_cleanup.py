@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import doit, executed, snapshot
-from podrelease.core import fsops as atomic, locks as locking
-from podrelease.manage.cleanup import IMAGE, VOLUME, Artifact, PodVersions, Protect, Survey, decide
+from podrelease.core import fsops as atomic
+from podrelease.core import locks as locking
 from podrelease.core.names import Label
+from podrelease.manage.cleanup import IMAGE, VOLUME, Artifact, PodVersions, Protect, Survey, decide
+
+from conftest import doit, executed, snapshot
 
 FRONTEND = Label("web", "frontend")
 PG = Label("infra/db", "pg")

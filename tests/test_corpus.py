@@ -30,8 +30,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import copy_example
 from podrelease.core.names import check_version
+
+from conftest import copy_example
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "case.yaml").is_file())
@@ -49,7 +50,7 @@ class Case:
     also_list: bool
 
     @classmethod
-    def read(cls, name: str) -> "Case":
+    def read(cls, name: str) -> Case:
         spec = yaml.safe_load((CORPUS / name / "case.yaml").read_text()) or {}
         return cls(name, tuple(spec["expect"]), tuple(spec.get("remove", ())), bool(spec.get("list")))
 
@@ -177,7 +178,7 @@ def test_bad_input_gives_one_line_per_bad_file_and_writes_nothing(name, outcomes
         assert run.stdout == "", f"{shown} started working:\n{run.stdout[:3000]}"
         lines = run.stderr.splitlines()
         assert len(lines) == len(case.expect), f"{shown}:\n{run.stderr[:3000]}"
-        for line, expected in zip(lines, case.expect):
+        for line, expected in zip(lines, case.expect, strict=True):
             assert line.startswith(expected), f"{shown}: {line[:MAX_LINE]!r} does not start with {expected!r}"
             assert len(line) <= MAX_LINE, f"{shown}: a {len(line)}-character error line"
         assert run.seconds < TIMEOUT

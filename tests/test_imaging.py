@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from podrelease.core.errors import UserError
 from podrelease.build.imaging import ImageBuildError, build_image, image_manifest, manifest_bytes
+from podrelease.core.errors import UserError
 from podrelease.core.names import Label
 from podrelease.model.rules import App, ImageRule, RootfsEntry
 

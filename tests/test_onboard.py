@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from podfactory import Mount, ReleaseRoot, hostile_tarball, standard_pod, tarball, tree, write_aci
 from podrelease.build.bundles import write_bundle
-from podrelease.core.hashing import AciIdCheck
 from podrelease.core.errors import IntegrityError
+from podrelease.core.hashing import AciIdCheck
+
+from podfactory import Mount, ReleaseRoot, hostile_tarball, standard_pod, tarball, tree, write_aci
 
 ACTOOL = shutil.which("actool")
 # The console script pip installed next to this interpreter (not a version manager's shim).

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from podrelease.build.bundles import write_bundle
+
 from httpservers import Nginx, StaticServer, free_port, nginx_available
 from podfactory import ReleaseRoot, standard_pod, tree
-from podrelease.build.bundles import write_bundle
 
 _BESIDE = Path(sys.executable).parent / "ops-onboard"
 OPS_ONBOARD = str(_BESIDE) if _BESIDE.exists() else (shutil.which("ops-onboard") or "ops-onboard")

@@ -10,7 +10,6 @@ import sys
 import threading
 from pathlib import Path
 
-
 from conftest import doit, snapshot
 
 FRONTEND = Path("channels/prod/web/frontend")

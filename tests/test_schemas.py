@@ -22,9 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-from test_corpus import CASES, CORPUS, Case, prepare
+from test_corpus import CASES, Case, prepare
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = REPO / "schemas"
@@ -493,7 +491,7 @@ def test_the_editor_modelines_in_the_docs_point_at_the_schemas():
     """docs/editors.md shows `# <file>` then its modeline: each path must lead to the right schema."""
     lines = (REPO / "docs/editors.md").read_text().splitlines()
     checked = 0
-    for first, second in zip(lines, lines[1:]):
+    for first, second in zip(lines, lines[1:], strict=False):
         if not second.startswith("# yaml-language-server: $schema="):
             continue
         relative = first.removeprefix("# ").split(" ")[0]

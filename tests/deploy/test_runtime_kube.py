@@ -7,13 +7,14 @@ import re
 
 import pytest
 
-from podmanhelpers import IMAGE_ID, pod_document
+from podrelease.core import health
 from podrelease.core.errors import ContractError, PodJsonError
 from podrelease.core.names import Label
 from podrelease.core.podjson import parse_document
-from podrelease.core import health
 from podrelease.deploy.runtime import kube
 from podrelease.deploy.runtime.podman import image_name, last_line
+
+from podmanhelpers import IMAGE_ID, pod_document
 
 DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 LABEL_VALUE = re.compile(r"([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?\Z")

@@ -8,13 +8,14 @@ import urllib.request
 
 import pytest
 
-from podmanhelpers import busybox_layout, free_port, install, pod_document, podman_env  # noqa: F401 (fixtures)
 from podrelease.core.errors import ContractError
 from podrelease.core.names import Label
 from podrelease.deploy.runtime import runner
 from podrelease.deploy.runtime.health import ExecCheck, HealthError, HttpCheck, TcpCheck
 from podrelease.deploy.runtime.kube import pod_name
 from podrelease.deploy.runtime.podman import Podman, PodmanError, image_name
+
+from podmanhelpers import busybox_layout, free_port, install, pod_document, podman_env  # noqa: F401 (fixtures)
 
 LABEL = Label.parse("//web:frontend")
 PAGE = b"<h1>hello from a volume</h1>\n"

@@ -22,9 +22,10 @@ import struct
 import tarfile
 import zlib
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import BinaryIO, Iterable, Literal
+from typing import Literal
 
 from ..core.hashing import Writable
 
@@ -298,7 +299,7 @@ class ParallelGzipWriter:
         self._closed = True
         self._pool.shutdown(cancel_futures=True)
 
-    def __enter__(self) -> "ParallelGzipWriter":
+    def __enter__(self) -> ParallelGzipWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -19,10 +19,10 @@ import hashlib
 import json
 import os
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 from ..core import fsops as atomic
 from ..core.errors import UserError

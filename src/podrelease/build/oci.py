@@ -40,9 +40,10 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from ..core import fsops
 from ..core.errors import ContractError
@@ -148,13 +149,13 @@ class OciConfig:
     @classmethod
     def from_app(
         cls,
-        app: "App | None",
+        app: App | None,
         *,
         os: str,
         arch: str,
         image_id: str,
         labels: tuple[tuple[str, str], ...] = (),
-    ) -> "OciConfig":
+    ) -> OciConfig:
         """The config of an image whose appc manifest has `app`, `os`, `arch` and id `image_id`.
 
         appc `exec` becomes `Entrypoint` (run arguments are appended, as
@@ -353,7 +354,7 @@ class LayerSink:
             self._file = None
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "LayerSink":
+    def __enter__(self) -> LayerSink:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -472,7 +473,7 @@ def manifest_digest(directory: Path | str, tag: str, *, check_layers: bool = Fal
         or len(diff_ids) != len(layers) or not all(isinstance(d, str) and DIGEST.match(d) for d in diff_ids)
     ):
         raise ContractError(f"{config_path}: rootfs is not one sha256 diff_id per layer")
-    for position, (layer, diff_id) in enumerate(zip(layers, diff_ids)):
+    for position, (layer, diff_id) in enumerate(zip(layers, diff_ids, strict=True)):
         _descriptor(layer, (MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR), manifest_path, f"layer {position}")
         path = _blob_path(directory, layer["digest"])
         _check_size(path, layer["size"])

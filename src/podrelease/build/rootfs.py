@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal, NoReturn
+from typing import Literal, NoReturn
 
 from ..core.errors import UserError
 from ..model.rules import ImageRule, RootfsEntry

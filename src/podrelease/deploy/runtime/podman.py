@@ -29,8 +29,8 @@ import re
 import shlex
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ...core.errors import ContractError
 from ...core.podjson import ImageRef
