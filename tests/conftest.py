@@ -14,7 +14,6 @@ import pytest
 import podfactory
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "bench"))  # the synthetic root generator is shared with the benchmarks
 EXAMPLE_SOURCES = ("shipyard", "channels", "volumes")
 
 

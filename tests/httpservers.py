@@ -214,10 +214,11 @@ class Nginx:
         conf = self.work / "nginx.conf"
         conf.write_text(NGINX_CONF.format(user=user, work=self.work, port=self.port, root=self.root))
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        self.proc = subprocess.Popen(
-            [binary, "-c", str(conf), "-p", str(self.work), "-e", str(self.work / "error.log")],
-            stdout=subprocess.DEVNULL, stderr=open(self.work / "stderr.log", "wb"),
-        )
+        with open(self.work / "stderr.log", "wb") as stderr:  # nginx holds its own copy
+            self.proc = subprocess.Popen(
+                [binary, "-c", str(conf), "-p", str(self.work), "-e", str(self.work / "error.log")],
+                stdout=subprocess.DEVNULL, stderr=stderr,
+            )
         try:
             wait_for_port(self.port, self.proc)
         except BaseException:

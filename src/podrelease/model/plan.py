@@ -215,24 +215,26 @@ def _image_build(plan: Plan, images: dict, label: Label, version: str) -> ImageB
 
 
 def _choose_revision(plan: Plan, build: ImageBuild, instruction: Instruction) -> None:
-    """Which instruction's revision builds an image version (and its bases).
+    """Which instruction's revision builds an image version.
 
     The instruction whose pod version is the image version introduced it and
     wins; one that only pins an existing version counts only if no other
     does. Otherwise the first instruction, by path, decides. Yanked
     instructions take no part.
+
+    A base image (`from:`) takes no revision from the images built on it:
+    an older revision may not define it at all (the `from:` may be newer
+    than the revision), so it is built from its own rule as the build files
+    say today, like any image no instruction records a revision for.
     """
     if instruction.revision is None or instruction.yanked:
         # a yanked instruction builds nothing: its revision (perhaps the very
         # reason it was yanked) must neither be looked up nor choose a build
         return
     choice = ImageRevision(instruction.revision, instruction.shown, instruction.revision_line, build.version == instruction.version)
-    step: ImageBuild | None = build
-    while step is not None:
-        known = plan.revisions.get(step.name)
-        if known is None or (choice.owner and not known.owner):
-            plan.revisions[step.name] = choice
-        step = step.base
+    known = plan.revisions.get(build.name)
+    if known is None or (choice.owner and not known.owner):
+        plan.revisions[build.name] = choice
 
 
 def _version(instruction: Instruction, pins: tuple[Pin, ...], label: Label) -> str:

@@ -31,6 +31,14 @@ from ..model.plan import ImageBuild, Plan, PodAssembly, TipUpdate, VolumeCheck, 
 from ..model.rules import BuildFile, ImageRule
 from .reporter import ReleaseFailed
 
+# doit's default capture swaps the process-wide sys.stdout and sys.stderr for
+# each python-action; with `-P thread` concurrent actions restore each other's
+# streams out of order, so sys.stderr ends as a chain of capture writers that
+# grows with every task run, and flushing it at interpreter exit overflows the
+# stack (exit status 120). podrelease reports its own failures (ReleaseFailed)
+# and never needs doit's capture: its tasks leave the streams alone.
+NO_CAPTURE = {"capture": False}
+
 
 def channel_defaults(root: ReleaseRoot, channels: set[str]) -> dict:
     """Each channel's `channel.yaml` parameters, where the channel has one."""
@@ -177,16 +185,26 @@ class Release:
         with locks.holding(self.root.path, f"image:{build.name}"):
             if self.image_built(build):
                 return
-            base = self.root.image_dir(build.base.rule.label, build.base.version) if build.base else None
             target = self.root.image_dir(build.rule.label, build.version)
             commit = self.sources.commits.get(build.name)
             if commit is None or self.sources.checkout is None:
+                base = self.root.image_dir(build.base.rule.label, build.base.version) if build.base else None
                 imaging.build_image(build.rule, build.version, target, base=base, source=self.working_tree_source(build))
                 return
             build_file = self.root.build_file(build.rule.label.path)
             with revisions.folder_at(self.sources.checkout, commit, build_file.parent) as folder:
                 rule = self.rule_at_revision(build, folder / build_file.name, commit)
-                imaging.build_image(rule, build.version, target, base=base, source={"revision": commit})
+                imaging.build_image(rule, build.version, target, base=self.base_at_revision(rule, commit), source={"revision": commit})
+
+    def base_at_revision(self, rule: ImageRule, commit: str) -> Path | None:
+        """The built base the rule names at `commit` (which may be none, or another than today's)."""
+        if rule.base is None or rule.base_version is None:
+            return None
+        base = self.root.image_dir(rule.base, rule.base_version)
+        if not (base / imaging.SHA512_FILE).is_file():
+            raise UserError(rule.shown, rule.line, f"image {rule.label} at revision {commit[:12]} starts from "
+                            f"{rule.base}@{rule.base_version}, which is not built; release an instruction that uses it")
+        return base
 
     def rule_at_revision(self, build: ImageBuild, build_file: Path, commit: str) -> ImageRule:
         """The image's rule as its build file said at `commit` (inheriting from today's bases)."""
@@ -211,6 +229,7 @@ class Release:
             yield {
                 "name": build.name,
                 "actions": [guarded(self.build_image, build)],
+                "io": NO_CAPTURE,
                 "uptodate": [self.image_built(build)],
                 "task_dep": [f"image:{build.base.name}"] if build.base else [],
             }
@@ -237,6 +256,7 @@ class Release:
             yield {
                 "name": check.name,
                 "actions": [guarded(self.require_volume, check)],
+                "io": NO_CAPTURE,
                 "uptodate": [self.volume_present(check)],
             }
 
@@ -259,6 +279,7 @@ class Release:
             yield {
                 "name": pod.name,
                 "actions": [guarded(self.assemble_pod, pod, self.plan.releases[pod.name].tip)],
+                "io": NO_CAPTURE,
                 "uptodate": [assembled],
                 "task_dep": needs,
             }
@@ -276,6 +297,7 @@ class Release:
             yield {
                 "name": tip.name,
                 "actions": [guarded(self.move_tip, tip)],
+                "io": NO_CAPTURE,
                 "uptodate": [functools.partial(self.tips.is_current, tip)],
             }
 
@@ -302,6 +324,7 @@ class Release:
                 # each release moves tip itself: several versions of one pod
                 # released in one run must each see the others on disk
                 "actions": [guarded(self.move_tip, release.tip)],
+                "io": NO_CAPTURE,
                 "uptodate": [True if done else functools.partial(self.released, pod_json, release.tip, instruction.yanked)],
                 # an assembled pod is immutable: only its tip may still need moving
                 "task_dep": [] if assembled else [f"pod:{release.name}"],
@@ -321,6 +344,7 @@ class Release:
             yield {
                 "name": pod.name,
                 "actions": [guarded(self.write_bundle, pod)],
+                "io": NO_CAPTURE,
                 "uptodate": [os.path.isfile(bundle / POD_JSON)],
                 "task_dep": [f"release:{pod.name}"],
             }

@@ -143,6 +143,7 @@ class MutatingOutput(io.BytesIO):
         return super().write(data)
 
 
+@pytest.mark.filterwarnings("ignore:unclosed file:ResourceWarning")  # the body's lambda leaves its file to the garbage collector
 def test_file_that_grows_while_read_raises(big_file):
     out = MutatingOutput(big_file, lambda path: path.open("ab").write(b"more"))
     with pytest.raises(SourceChangedError, match="grew"):

@@ -36,7 +36,7 @@ def commit_all(root: Path) -> str:
     """Make `root` a git checkout with everything committed; return HEAD."""
     if not (root / ".git").exists():
         git(root, "init", "-q")
-        (root / ".gitignore").write_text((Path(__file__).parent.parent / ".gitignore").read_text())
+        (root / ".gitignore").write_text((Path(__file__).parent.parent.parent / ".gitignore").read_text())
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "release root")
     return git(root, "rev-parse", "HEAD")
@@ -357,3 +357,17 @@ def test_new_works_in_a_fresh_root_without_released_artifacts(tmp_path):
     root = copy_example(tmp_path / "fresh")
     doit(root, "new", "prod/infra/db/pg/1.11.0", "--from", "1.10.0", check=True)
     assert instruction(root, "channels/prod/infra/db/pg/1.11.0.yaml") == {"volumes": {"//infra/db:pgdata": "1.0.0"}}
+
+
+# ---------------------------------------------------------------- promoting yanked versions (moved from test_review_release.py)
+
+
+def test_promoting_a_yanked_version_is_refused(example):
+    doit(example, check=True)
+    (example / "channels/staging/web/frontend/1.2.0.yaml").write_text(
+        (example / "channels/staging/web/frontend/1.2.0.yaml").read_text() + "yanked: true\nreason: broken\n"
+    )
+    result = doit(example, "promote", "staging/web/frontend/1.2.0", "prod")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "yanked (broken)" in result.stderr
+    assert not (example / "channels/prod/web/frontend/1.2.0.yaml").exists()

@@ -34,7 +34,7 @@ from podrelease.core.names import check_version
 
 from conftest import copy_example
 
-CORPUS = Path(__file__).resolve().parent / "corpus"
+CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "case.yaml").is_file())
 MEMORY_LIMIT = 1 << 30  # address space of each doit process
 TIMEOUT = 60  # seconds for each doit process

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import collections
+import fcntl
+import hashlib
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from conftest import snapshot
+from conftest import doit, snapshot
+from instructing import PG, PG_PINNED, instruct, tip
 
 IMAGES = ("api", "worker", "cron", "proxy")
 PODS = {"backend": ("api", "worker", "cron"), "edge": ("proxy", "api"), "jobs": ("worker", "cron")}
@@ -99,3 +103,46 @@ def test_a_lock_held_by_a_killed_process_does_not_block(tmp_path):
     assert run.returncode == 0, out + err
     assert (root / "images/svc/api/1.0.0/image.aci").is_file()
     assert not os.listdir(root / "images/svc/api")[0].startswith(".tmp")
+
+
+# ---------------------------------------------------------------- tip in parallel runs (moved from test_review_release.py)
+
+
+def test_parallel_processes_move_tip_to_a_version_released_in_the_same_run(example):
+    doit(example, check=True)
+    instruct(example, "2.0.0", PG_PINNED, home=PG)
+    doit(example, "-n", "2", check=True)
+    assert tip(example, PG) == "2.0.0"
+
+
+def test_parallel_threads_move_tip_past_a_lower_version_released_alongside(example):
+    """1.9.5 is checked while 2.0.0 is still being assembled; 2.0.0 must still become tip.
+
+    The test holds 2.0.0's pod lock until doit has decided about 1.9.5, so
+    the order is certain without any timing.
+    """
+    doit(example, check=True)
+    instruct(example, "1.9.5", PG_PINNED, home=PG)
+    instruct(example, "2.0.0", PG_PINNED, home=PG)
+    locks = example / ".podrelease" / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(b"pod:prod/infra/db/pg/2.0.0").hexdigest()[:32] + ".lock"
+    fd = os.open(locks / name, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "doit", "-n", "2", "-P", "thread"], cwd=example, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    safety = threading.Timer(300, run.kill)  # only so a broken build cannot hang the suite
+    safety.start()
+    try:
+        for line in run.stdout:
+            if "release:prod/infra/db/pg/1.9.5" in line:
+                break  # decided about 1.9.5 while 2.0.0 waits for its lock
+        os.close(fd)
+        run.stdout.read()
+        assert run.wait() == 0
+    finally:
+        safety.cancel()
+        run.kill()
+    assert tip(example, PG) == "2.0.0"

@@ -21,6 +21,9 @@ from podrelease.core.errors import UserError
 from podrelease.core.names import Label
 from podrelease.model.rules import App, ImageRule, RootfsEntry
 
+from conftest import doit
+from instructing import FRONTEND, failure_lines, instruct
+
 VERSION = "1.0.0"
 
 
@@ -393,3 +396,21 @@ def test_large_file_is_streamed_not_held(root, monkeypatch):
     finally:
         tracemalloc.stop()
     assert peak < size // 3
+
+
+# ---------------------------------------------------------------- something at the image path, through doit (moved from test_review_release.py)
+
+
+def test_a_directory_without_sha512_at_the_image_path_is_one_line_error_at_the_image(example):
+    doit(example, check=True)
+    instruct(example, "1.3.0", "volumes: {//web:static: 1.0.0}\n")
+    stray = example / "images" / "web" / "frontend" / "1.3.0"
+    stray.mkdir()
+    (stray / "image.aci").write_bytes(b"")
+    result = doit(example)
+    assert result.returncode != 0
+    lines = failure_lines(result)
+    assert len(lines) == 1, lines
+    # the image task fails, naming the directory in the way (not the pod, later, saying "not built")
+    assert lines[0].startswith("images/web/frontend/1.3.0/: ") and "sha512" in lines[0], lines
+    assert not (example / FRONTEND / "1.3.0").exists()

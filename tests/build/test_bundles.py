@@ -13,6 +13,7 @@ import pytest
 from podrelease.build.bundles import write_bundle
 from podrelease.core.errors import UserError
 
+from conftest import doit
 from podfactory import Mount, ReleaseRoot, standard_pod, tarball, tree
 
 
@@ -169,3 +170,16 @@ def test_bundle_packs_into_one_tar_and_unpacks_anywhere(release, tmp_path):
     elsewhere.mkdir()
     subprocess.run(["tar", "-C", str(elsewhere), "-xzf", str(archive)], check=True)
     assert tree(elsewhere / "1.2.0") == tree(bundle)
+
+
+# ---------------------------------------------------------------- something at the bundle path, through doit (moved from test_review_release.py)
+
+
+def test_a_stray_directory_at_the_bundle_path_is_one_line_error(example):
+    stray = example / "bundles/prod/infra/db/pg/1.9.0"
+    stray.mkdir(parents=True)
+    (stray / "notes.txt").write_text("mine\n")
+    result = doit(example, "bundle:prod/infra/db/pg/1.9.0")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("bundles/prod/infra/db/pg/1.9.0/: is in the way of the bundle")
+    assert (stray / "notes.txt").read_text() == "mine\n"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_example, doit, executed, snapshot
+from instructing import FRONTEND, failure_lines, instruct, tip
 
 EXAMPLE_PODS = {
     "staging/web/frontend": ["1.0.0", "1.2.0"],
@@ -343,3 +344,45 @@ def test_a_bad_build_file_and_a_bad_instruction_are_both_reported(example):
     lines = result.stderr.strip().splitlines()
     assert any(line.startswith("shipyard/web/build.yaml:1: ") for line in lines), lines
     assert any(line.startswith("channels/prod/infra/db/pg/1.9.0.yaml:1: unknown key 'imagez'") for line in lines), lines
+
+
+# ---------------------------------------------------------------- tip order (moved from test_review_release.py)
+
+
+def test_tip_orders_a_non_pep440_version_by_its_numeric_parts(example):
+    """`2.0.0-hotfix1` is not a PEP 440 version; it is still newer than 1.5.0."""
+    for version in ("1.5.0", "2.0.0-hotfix1"):
+        instruct(example, version)
+    doit(example, check=True)
+    assert tip(example) == "2.0.0-hotfix1"
+
+
+def test_tip_orders_a_date_version_above_a_small_semver_one(example):
+    """`2024-01-15` (not PEP 440) against `1.5.0`: 2024 > 1."""
+    for version in ("1.5.0", "2024-01-15"):
+        instruct(example, version)
+    doit(example, check=True)
+    assert tip(example) == "2024-01-15"
+
+
+def test_tip_orders_odd_pep440_versions(example):
+    for version in ("1.0.0-rc1", "2", "10.0", "1.0.0+build"):
+        instruct(example, version)
+    doit(example, check=True)
+    assert tip(example) == "10.0"
+
+
+# ---------------------------------------------------------------- something at the tip path (moved from test_review_release.py)
+
+
+def test_a_directory_at_the_tip_path_is_one_line_error_not_a_traceback(example):
+    doit(example, check=True)
+    os.unlink(example / FRONTEND / "tip")
+    (example / FRONTEND / "tip").mkdir()
+    instruct(example, "1.3.0")
+    result = doit(example)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = failure_lines(result)
+    assert lines and all(line.startswith("channels/prod/web/frontend/tip: ") for line in lines), lines
+    assert (example / FRONTEND / "tip").is_dir()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import pty
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -245,3 +248,58 @@ def test_progress_of_a_large_download_is_shown_on_a_terminal(server, tmp_path):
 def test_no_progress_is_shown_when_stderr_is_not_a_terminal(server, tmp_path):
     result = ok(onboard(tmp_path / "ops", "deploy", server.url + POD_URL.format(version="1.4.0")))
     assert result.stderr == ""
+
+
+# ---------------------------------------------------------------- redirects (moved from test_review_deploy.py)
+
+
+def refused(result: subprocess.CompletedProcess) -> str:
+    """Failed with exit 1 and one line `ops-onboard: ...` (no internal error); returns the line."""
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ops-onboard: "), result.stderr
+    assert "internal error" not in lines[0]
+    return lines[0]
+
+
+def test_a_redirect_to_ftp_is_not_followed(ops):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(10)
+    contacted: list[bool] = []
+
+    def ftp_server() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        contacted.append(True)
+        conn.sendall(b"421 closing\r\n")
+        conn.close()
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", f"ftp://127.0.0.1:{listener.getsockname()[1]}/pod.json")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    ftp = threading.Thread(target=ftp_server, daemon=True)
+    ftp.start()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    serving = threading.Thread(target=httpd.serve_forever, daemon=True)
+    serving.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/channels/prod/web/frontend/1.2.0/pod.json"
+        line = refused(onboard(ops, "deploy", "--attempts", "1", "--timeout", "5", url))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        listener.close()
+        ftp.join(timeout=10)
+    assert "redirect" in line and "ftp://" in line
+    assert contacted == []

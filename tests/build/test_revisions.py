@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 from conftest import copy_example, doit, snapshot
+from instructing import instruct, tip
 
 SERVE = "shipyard/web/app/bin/serve"
 
@@ -105,3 +106,40 @@ def test_an_image_version_introduced_by_an_instruction_takes_its_revision_over_a
     staging.write_text(staging.read_text().replace("9c35becf47fd", second))  # pins frontend 1.1.0
     doit(root, check=True)
     assert json.loads((root / "images/web/frontend/1.1.0/build.json").read_text())["source"]["revision"] == first
+
+
+# ---------------------------------------------------------------- yanked instructions (moved from test_review_release.py)
+
+
+def test_a_yanked_instruction_naming_an_unknown_revision_blocks_nothing(example):
+    """A yanked instruction builds nothing, so its revision is never looked up."""
+    subprocess.run(["git", "init", "-q", str(example)], check=True)
+    subprocess.run(["git", "-C", str(example), "add", "-A"], check=True)
+    subprocess.run(
+        ["git", "-C", str(example), "-c", "user.email=r@example.com", "-c", "user.name=r", "commit", "-qm", "sources"],
+        check=True,
+    )
+    head = subprocess.run(["git", "-C", str(example), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    for path in (example / "channels").rglob("*.yaml"):
+        path.write_text(path.read_text().replace("9c35becf47fd", head))
+    instruct(example, "1.3.0", "revision: deadbeef\nyanked: true\nvolumes: {//web:static: 1.0.0}\n")
+    result = doit(example)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert tip(example) == "1.1.0"
+    assert not (example / "images" / "web" / "frontend" / "1.3.0").exists()
+
+
+def test_a_base_image_newer_than_the_recorded_revision_does_not_block_a_release(tmp_path):
+    """The recorded revision has no base image: the image built at it needs none, and the base builds from today."""
+    root, first = example_repository(tmp_path)
+    folder = root / "shipyard" / "base"
+    folder.mkdir()
+    (folder / "os-release").write_text("base\n")
+    (folder / "build.yaml").write_text("images:\n  os:\n    rootfs: [{src: os-release, dst: /etc/os-release}]\n")
+    build = root / "shipyard/web/build.yaml"
+    build.write_text(build.read_text().replace("    rootfs:", "    from: //base:os@1.0.0\n    rootfs:", 1))
+    record(root, first, "1.5.0")
+    result = doit(root)
+    assert result.returncode == 0, result.stderr
+    assert (root / "channels/prod/web/frontend/1.5.0/pod.json").is_file()
+    assert (root / "images/base/os/1.0.0/sha512").is_file()
