@@ -89,8 +89,9 @@ def test_a_missing_oci_layout_that_build_json_records_is_an_error_of_verify(exam
 def test_a_pod_rule_health_check_is_recorded_in_pod_json(example, health, recorded):
     build = example / "shipyard/web/build.yaml"
     text = build.read_text()
-    build.write_text(text.replace("  frontend:\n    images:", f"  frontend:\n    health: {health}\n    images:", 1))
-    assert "health:" in build.read_text()
+    old = "    health: {http: {port: 8080, path: /}, timeout: 20}\n"
+    assert old in text
+    build.write_text(text.replace(old, f"    health: {health}\n"))
     doit(example, "release:staging/web/frontend/1.2.0", check=True)
     pod = json.loads((example / STAGING_POD / "pod.json").read_text())
     assert pod["health"] == recorded
@@ -98,7 +99,7 @@ def test_a_pod_rule_health_check_is_recorded_in_pod_json(example, health, record
 
 def test_a_health_check_with_two_kinds_is_one_line_error(example):
     build = example / "shipyard/web/build.yaml"
-    build.write_text(build.read_text().replace("  frontend:\n    images:", "  frontend:\n    health: {tcp: {port: 1}, http: {port: 2}}\n    images:", 1))
+    build.write_text(build.read_text().replace("    health: {http: {port: 8080, path: /}, timeout: 20}\n", "    health: {tcp: {port: 1}, http: {port: 2}}\n"))
     result = doit(example)
     assert result.returncode == 1
     assert result.stderr.strip().endswith("health needs exactly one of http, tcp or exec")

@@ -132,14 +132,14 @@ def test_a_yanked_instruction_naming_an_unknown_revision_blocks_nothing(example)
 def test_a_base_image_newer_than_the_recorded_revision_does_not_block_a_release(tmp_path):
     """The recorded revision has no base image: the image built at it needs none, and the base builds from today."""
     root, first = example_repository(tmp_path)
-    folder = root / "shipyard" / "base"
-    folder.mkdir()
-    (folder / "os-release").write_text("base\n")
-    (folder / "build.yaml").write_text("images:\n  os:\n    rootfs: [{src: os-release, dst: /etc/os-release}]\n")
     build = root / "shipyard/web/build.yaml"
-    build.write_text(build.read_text().replace("    rootfs:", "    from: //base:os@1.0.0\n    rootfs:", 1))
-    record(root, first, "1.5.0")
+    build.write_text(build.read_text().replace("    from: //base:busybox@1.0.0\n", ""))
+    git(root, "rm", "-q", "-r", "shipyard/base")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "before the base image")
+    older = git(root, "rev-parse", "HEAD")
+    git(root, "checkout", "-q", first, "--", "shipyard")  # today's rules: frontend starts from //base:busybox
+    record(root, older, "1.5.0")
     result = doit(root)
     assert result.returncode == 0, result.stderr
     assert (root / "channels/prod/web/frontend/1.5.0/pod.json").is_file()
-    assert (root / "images/base/os/1.0.0/sha512").is_file()
+    assert (root / "images/base/busybox/1.0.0/sha512").is_file()

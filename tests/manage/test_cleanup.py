@@ -83,7 +83,7 @@ def test_instructions_of_removed_versions_are_removed(root):
 def test_images_no_remaining_pod_refers_to_are_removed(root):
     cleanup(root, "--keep", "1")
     assert images(root) == {
-        "web/frontend/1.1.0", "web/logship/1.1.0", "web/logship/1.2.0", "infra/db/pg/1.10.0",
+        "base/busybox/1.0.0", "web/frontend/1.1.0", "web/logship/1.1.0", "web/logship/1.2.0", "infra/db/pg/1.10.0",
     }
 
 
@@ -112,7 +112,7 @@ def test_verify_is_clean_after_cleanup(root):
     result = doit(root, "verify")
     assert result.returncode == 0, result.stdout
     assert result.stdout.splitlines() == [
-        "verify: 0 errors, 0 warnings (checked 4 images, 4 pods, 4 tips, 4 instructions)"
+        "verify: 0 errors, 0 warnings (checked 5 images, 4 pods, 4 tips, 4 instructions)"
     ]
 
 

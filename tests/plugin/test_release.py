@@ -40,7 +40,7 @@ def test_release_builds_every_pod_of_the_example(released_example):
 def test_images_shared_by_instructions_are_built_once(released_example):
     built = [str(d.relative_to(released_example / "images")) for d in image_dirs(released_example)]
     assert built == sorted([
-        "infra/db/pg/1.10.0", "infra/db/pg/1.9.0",
+        "base/busybox/1.0.0", "infra/db/pg/1.10.0", "infra/db/pg/1.9.0",
         "web/frontend/1.0.0", "web/frontend/1.1.0",
         "web/logship/1.0.0", "web/logship/1.1.0", "web/logship/1.2.0",
     ])
@@ -61,11 +61,12 @@ def test_sha512_file_is_the_digest_of_the_uncompressed_tar(released_example):
 
 def test_pod_json_has_exactly_the_spec_keys(released_example):
     document = pod_json(released_example, "staging/web/frontend/1.2.0")
-    assert list(document) == ["name", "version", "channel", "revision", "images", "volumes", "files", "manifest"]
+    assert list(document) == ["name", "version", "channel", "revision", "images", "volumes", "files", "manifest", "health"]
     assert document["name"] == "//web:frontend"
     assert document["version"] == "1.2.0"
     assert document["channel"] == "staging"
-    assert document["revision"] == "9c35becf47fd"
+    assert document["revision"] is None  # the web instructions record none: built from the working tree
+    assert pod_json(released_example, "prod/infra/db/pg/1.10.0")["revision"] == "9c35becf47fd"
 
 
 def test_pinned_image_version_differs_from_pod_version(released_example):
@@ -179,7 +180,7 @@ def test_doit_list_tells_pending_from_released(example):
 
 def test_parallel_threads_release_everything(example):
     doit(example, "-n", "2", "-P", "thread", check=True)
-    assert len(image_dirs(example)) == 7
+    assert len(image_dirs(example)) == 8
     assert executed(doit(example, check=True)) == []
 
 
