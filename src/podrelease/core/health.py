@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
 
 from .errors import PodJsonError
 
@@ -51,7 +50,7 @@ class ExecCheck:
         return f"{' '.join(self.command)!r} in app {self.app!r}"
 
 
-HealthCheck = Union[HttpCheck, TcpCheck, ExecCheck]
+HealthCheck = HttpCheck | TcpCheck | ExecCheck
 
 
 def _keys(value: object, required: tuple[str, ...], what: str) -> dict:

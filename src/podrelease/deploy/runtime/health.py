@@ -25,7 +25,7 @@ from __future__ import annotations
 import http.client
 import socket
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from ...core.errors import ContractError
 from ...core.health import ExecCheck, HealthCheck, HttpCheck, TcpCheck
@@ -59,7 +59,7 @@ def probe(check: HealthCheck, podman: Podman, containers: Mapping[str, str],
         try:
             conn.request("GET", check.path, headers={"User-Agent": "podrelease-health"})
             status = conn.getresponse().status
-        except socket.timeout:
+        except TimeoutError:
             return f"no answer within {timeout:g}s"
         except (OSError, http.client.HTTPException) as e:
             return _os_error(e) if isinstance(e, OSError) else f"bad HTTP answer ({type(e).__name__})"

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from pathlib import PurePosixPath
-from typing import Mapping
 
 import yaml
 
