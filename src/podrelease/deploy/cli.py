@@ -1,6 +1,6 @@
 """`ops-onboard`: install, switch and check pods on the machine it runs on.
 
-    ops-onboard [--root DIR] [--lock-timeout S] deploy SOURCE [--no-start]
+    ops-onboard [--root DIR] [--lock-timeout S] [--stop-timeout S] deploy SOURCE [--no-start]
     ops-onboard [--root DIR] list [--json]
     ops-onboard [--root DIR] status [--json]
     ops-onboard [--root DIR] start LABEL
@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"where pods are installed (default {DEFAULT_ROOT})")
     common.add_argument("--lock-timeout", metavar="SECONDS", type=_positive, default=argparse.SUPPRESS,
                         help="how long to wait for another ops-onboard on the same DIR (default 300)")
+    common.add_argument("--stop-timeout", metavar="SECONDS", type=_positive, default=argparse.SUPPRESS,
+                        help="how long a stopped pod gets after SIGTERM before SIGKILL (default 10)")
 
     parser = _Parser(prog=PROG, description="Install and manage released pods on this machine.",
                      parents=[common])
@@ -163,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         http = HttpOptions(attempts=args.attempts, backoff=args.retry_delay, timeout=args.timeout,
                            progress=args.progress)
     store = Store(Path(getattr(args, "root", DEFAULT_ROOT)), lock_timeout=getattr(args, "lock_timeout", 300.0),
-                  http=http, say=_err)
+                  http=http, say=_err, stop_timeout=getattr(args, "stop_timeout", 10.0))
     if args.command == "deploy":
         no_start = _no_start() if args.no_start is None else args.no_start
         print(store.deploy(args.source, start=not no_start), flush=True)

@@ -85,12 +85,15 @@ def current_version(layout: Layout, label: Label) -> Version | None:
     return installed_version(layout, label, version) if version is not None else None
 
 
-def volumes(layout: Layout, v: Version) -> dict[str, str]:
-    """Each host volume -> the directory mounted: the installed one, or the writable copy."""
+def volumes(layout: Layout, v: Version, create: bool = True) -> dict[str, str]:
+    """Each host volume -> the directory mounted: the installed one, or the writable copy
+    (made now if missing, unless `create` is off: `render` changes nothing)."""
     dirs = runner.volume_dirs(v.pod, v.path)
     for vol in v.pod.manifest.get("volumes") or []:
         if vol.get("kind") == "host" and vol.get("readOnly") is False:
-            dirs[vol["name"]] = str(writable_copy(layout, v.pod.label, vol["name"], Path(dirs[vol["name"]])))
+            name = vol["name"]
+            copy = layout.root / DATA / v.pod.label.join() / name
+            dirs[name] = str(writable_copy(layout, v.pod.label, name, Path(dirs[name])) if create else copy)
     return dirs
 
 
@@ -116,10 +119,11 @@ def _runnable(v: Version) -> None:
                                 "OCI layout; it is installed but cannot be started (release it again)")
 
 
-def start_version(layout: Layout, v: Version, podman: Podman | None = None) -> runner.Status:
+def start_version(layout: Layout, v: Version, podman: Podman | None = None,
+                  stop_timeout: float = runner.STOP_TIMEOUT) -> runner.Status:
     """Run `v` in place of whatever pod of its label runs; its status once healthy."""
     _runnable(v)
-    return runner.start(v.pod, v.path, volumes=volumes(layout, v), podman=podman)
+    return runner.start(v.pod, v.path, volumes=volumes(layout, v), podman=podman, stop_timeout=stop_timeout)
 
 
 def _failure(v: Version, e: ContractError, podman: Podman | None) -> tuple[str, list[str]]:
@@ -139,7 +143,8 @@ def _failure(v: Version, e: ContractError, podman: Podman | None) -> tuple[str, 
 
 
 def switch(layout: Layout, v: Version, say: Callable[[str], None], podman: Podman | None = None,
-           make_current: Callable[[], object] | None = None) -> runner.Status:
+           make_current: Callable[[], object] | None = None,
+           stop_timeout: float = runner.STOP_TIMEOUT) -> runner.Status:
     """Run `v`, then make it current (`make_current`, default `point_current`); on failure, back.
 
     See the module docstring for why this order is crash safe.
@@ -147,16 +152,16 @@ def switch(layout: Layout, v: Version, say: Callable[[str], None], podman: Podma
     pod_dir = layout.pod_dir(v.pod.label)
     old = current_version(layout, v.pod.label)
     try:
-        status = start_version(layout, v, podman)
+        status = start_version(layout, v, podman, stop_timeout)
     except ContractError as e:
         line, details = _failure(v, e, podman)
         try:
-            runner.stop(v.pod.label, podman=podman)
+            runner.stop(v.pod.label, podman=podman, timeout=0)
         except ContractError:
             pass
         if old is not None and old.pod.version != v.pod.version:
             try:
-                start_version(layout, old, podman)
+                start_version(layout, old, podman, stop_timeout)
                 line += f"; {old.pod.version} is current and running again"
             except ContractError as again:
                 line += f"; {old.pod.version} is current but did not start again either: {again}"
@@ -179,7 +184,8 @@ def rollback_target(layout: Layout, label: Label) -> str | None:
     return None
 
 
-def rollback(layout: Layout, label: Label, running: bool, say: Callable[[str], None]) -> str:
+def rollback(layout: Layout, label: Label, running: bool, say: Callable[[str], None],
+             stop_timeout: float = runner.STOP_TIMEOUT) -> str:
     """Go back to the previous version; run it first if the label's pod was running."""
     pod_dir = layout.pod_dir(label)
     was = current(pod_dir)
@@ -188,7 +194,7 @@ def rollback(layout: Layout, label: Label, running: bool, say: Callable[[str], N
         raise ContractError(f"{label}: no earlier version to roll back to (current: {was or 'none'})")
     if running:
         switch(layout, installed_version(layout, label, target), say,
-               make_current=lambda: roll_back(pod_dir, layout.versions_of(label)))
+               make_current=lambda: roll_back(pod_dir, layout.versions_of(label)), stop_timeout=stop_timeout)
     else:
         roll_back(pod_dir, layout.versions_of(label))
     how = " and running" if running else ""

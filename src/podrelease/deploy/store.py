@@ -41,12 +41,13 @@ class Store:
     """The pods installed under one DIR; every public method takes the lock."""
 
     def __init__(self, root: Path, lock_timeout: float = 300.0, http: HttpOptions | None = None,
-                 say: Callable[[str], None] = lambda message: None):
+                 say: Callable[[str], None] = lambda message: None, stop_timeout: float = 10.0):
         self.root = Path(os.path.abspath(root))
         self.layout = Layout(self.root)
         self.lock_timeout = lock_timeout
         self.http = http
         self.say = say
+        self.stop_timeout = stop_timeout  # seconds a pod gets after SIGTERM before SIGKILL
 
     # -- paths (see layout.py) -----------------------------------------------
 
@@ -112,7 +113,7 @@ class Store:
                 return install.deploy(self.layout, spec, self.http, self.say)
             pod, done = install.install(self.layout, spec, self.http, self.say, make_current=False)
             version = run.installed_version(self.layout, pod.label, pod.version)
-            status = run.switch(self.layout, version, self.say)
+            status = run.switch(self.layout, version, self.say, stop_timeout=self.stop_timeout)
             return f"{done}; it is now current and running (pod {status.pod})"
 
     def start(self, label: Label) -> str:
@@ -121,12 +122,12 @@ class Store:
             version = run.current_version(self.layout, label) if exists else None
             if version is None:
                 raise ContractError(f"{label} has no current version under {self.root}")
-            status = run.switch(self.layout, version, self.say)
+            status = run.switch(self.layout, version, self.say, stop_timeout=self.stop_timeout)
             return f"{label} {version.pod.version} is running (pod {status.pod})"
 
     def stop(self, label: Label) -> str:
         with self.locked(create=False):
-            removed = run.runner.stop(label)
+            removed = run.runner.stop(label, timeout=self.stop_timeout)
             return f"{label}: stopped {', '.join(removed)}" if removed else f"{label}: nothing was running"
 
     def status(self) -> list[dict]:
@@ -159,7 +160,7 @@ class Store:
             else:
                 self._require_installed(label, version)
                 v = run.installed_version(self.layout, label, version)
-            return to_yaml(render(v.pod, run.volumes(self.layout, v)))
+            return to_yaml(render(v.pod, run.volumes(self.layout, v, create=False)))
 
     def installed(self) -> list[Installed]:
         with self.locked(create=False) as exists:
@@ -182,7 +183,7 @@ class Store:
                 raise ContractError(f"{label} is not installed under {self.root}")
             self._require_installed(label)
             running = runs and run.runner.status(label).state != "absent"
-            return run.rollback(self.layout, label, running, self.say)
+            return run.rollback(self.layout, label, running, self.say, self.stop_timeout)
 
     def undeploy(self, label: Label, version: str, force: bool = False, runs: bool = True) -> str:
         """Remove a version; one podman runs (asked unless `runs` is off) only with `force`, stopped first."""
@@ -193,7 +194,7 @@ class Store:
             if runs and run.runner.status(label).version == version:
                 if not force:
                     raise ContractError(f"{label} {version} is running; stop it first, or use --force")
-                run.runner.stop(label)
+                run.runner.stop(label, timeout=self.stop_timeout)
             return removal.undeploy(self.layout, label, version, force, self.say)
 
     def verify(self) -> list[str]:
