@@ -25,7 +25,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from conftest import doit
+from podmanhelpers import free_port, missing_tools, podman_env  # noqa: F401 (fixtures)
+
+from podrelease.core.names import Label
+from podrelease.deploy.runtime import runner
+from podrelease.deploy.runtime.podman import Podman
 
 LABEL = "//web:frontend"
 VERSIONS = ("1.0.0", "2.0.0", "3.0.0")
@@ -118,3 +124,25 @@ def get(port: int, timeout: float = 2) -> bytes | None:
             return answer.read()
     except (urllib.error.URLError, ConnectionError, OSError):
         return None
+
+
+# -- fixtures (import them by name) ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def released(tmp_path_factory, port) -> Path:
+    why = missing_tools()
+    if why:
+        pytest.skip(why)
+    return released_httpd(tmp_path_factory.mktemp("release") / "root", port)
+
+
+@pytest.fixture
+def ops(tmp_path, podman_env):  # noqa: F811 (the fixture, imported by name)
+    yield tmp_path / "ops"
+    runner.stop(Label.parse(LABEL), timeout=0, podman=Podman())

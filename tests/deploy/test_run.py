@@ -6,48 +6,24 @@ import threading
 import time
 
 import kubernetes_validate
-import pytest
 import yaml
-from podmanhelpers import free_port, missing_tools, podman_env  # noqa: F401 (fixtures)
-from releasehelpers import BAD, LABEL, bundle, get, ok, onboard, page, released_httpd, status
-
-from podrelease.core.names import Label
-from podrelease.deploy.runtime import runner
-from podrelease.deploy.runtime.podman import Podman
+from podmanhelpers import podman_env  # noqa: F401 (fixtures)
+from releasehelpers import BAD, LABEL, bundle, get, ok, onboard, ops, page, port, released, status  # noqa: F401 (fixtures)
 
 
-@pytest.fixture(scope="module")
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def released(tmp_path_factory, port) -> object:
-    why = missing_tools()
-    if why:
-        pytest.skip(why)
-    return released_httpd(tmp_path_factory.mktemp("release") / "root", port)
-
-
-@pytest.fixture
-def ops(tmp_path, podman_env):  # noqa: F811
-    yield tmp_path / "ops"
-    runner.stop(Label.parse(LABEL), timeout=0, podman=Podman())
-
-
-def wait_for(port: int, want: bytes | None, within: float = 10) -> None:
+def wait_for(on: int, want: bytes | None, within: float = 10) -> None:
     deadline = time.monotonic() + within
-    while get(port, timeout=0.5) != want:
-        assert time.monotonic() < deadline, f"port {port} does not answer {want!r}"
+    while get(on, timeout=0.5) != want:
+        assert time.monotonic() < deadline, f"port {on} does not answer {want!r}"
         time.sleep(0.05)
 
 
 class Poller(threading.Thread):
     """GETs the page in a loop; the longest time nothing (good) answered."""
 
-    def __init__(self, port: int):
+    def __init__(self, on: int):
         super().__init__(daemon=True)
-        self.port, self.running, self.longest, self.answers = port, True, 0.0, []
+        self.port, self.running, self.longest, self.answers = on, True, 0.0, []
 
     def run(self) -> None:
         last_ok = time.monotonic()
@@ -62,7 +38,7 @@ class Poller(threading.Thread):
             time.sleep(0.01)
 
 
-def test_deploy_upgrade_failed_upgrade_rollback_stop(released, ops, port):
+def test_deploy_upgrade_failed_upgrade_rollback_stop(released, ops, port):  # noqa: F811 (fixtures imported by name)
     started = time.monotonic()
     ok(onboard(ops, "deploy", bundle(released, "1.0.0")))
     cold = time.monotonic() - started
@@ -117,7 +93,7 @@ def test_deploy_upgrade_failed_upgrade_rollback_stop(released, ops, port):
     assert get(port, timeout=1) is None
 
 
-def test_render_is_a_valid_kubernetes_pod(released, ops):
+def test_render_is_a_valid_kubernetes_pod(released, ops):  # noqa: F811 (fixtures imported by name)
     ok(onboard(ops, "deploy", "--no-start", bundle(released, "1.0.0")))
     doc = yaml.safe_load(ok(onboard(ops, "render", LABEL)).stdout)
     kubernetes_validate.validate(doc, "1.30.0", strict=True)

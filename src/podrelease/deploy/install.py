@@ -15,6 +15,15 @@ leaves at worst an unused image or a version that is not current, both
 consistent (a crash between a rename and its fsync loses nothing that was
 visible before).
 
+Images whose pod.json entry pins an OCI manifest get their OCI layout
+(`images/<id>/oci/`, see ocilayout.py) staged and checked with the rest,
+inside the same image directory and the same renames.
+
+`install(..., make_current=False)` stops short of `current`: run.py then
+runs the new version and switches `current` only once it is healthy; the
+argument why a crash there leaves one version current, and the next
+`start` running it, is run.py's docstring.
+
 Before any of that, `deploy` settles the easy cases: the same pod.json
 installed intact is left alone (made current if nothing is); installed but
 damaged, it is installed again, replacing the damaged directories in the
