@@ -60,6 +60,9 @@ def test_deploy_upgrade_failed_upgrade_rollback_stop(released, ops, port):  # no
     assert poller.answers == [page("1.0.0"), page("2.0.0")]  # never a third thing, never an error page
     st = status(ops)
     assert (st["current"], st["running"], st["healthy"], st["version"]) == ("2.0.0", True, True, "2.0.0")
+    again = ok(onboard(ops, "deploy", bundle(released, "2.0.0")))
+    assert "already running healthy" in again.stdout  # not restarted
+    assert status(ops)["pod"] == st["pod"]
     print(f"\ndeploy -> first GET of the new version: cold {cold:.2f}s, warm {warm:.2f}s; "
           f"longest gap with no answer during the upgrade: {poller.longest:.2f}s")
 

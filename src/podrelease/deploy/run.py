@@ -149,6 +149,7 @@ def switch(layout: Layout, v: Version, say: Callable[[str], None], podman: Podma
 
     See the module docstring for why this order is crash safe.
     """
+    _runnable(v)  # refused before anything running is touched
     pod_dir = layout.pod_dir(v.pod.label)
     old = current_version(layout, v.pod.label)
     try:
@@ -171,6 +172,16 @@ def switch(layout: Layout, v: Version, say: Callable[[str], None], podman: Podma
     else:
         point_current(pod_dir, v.pod.version)
     return status
+
+
+def ensure_running(layout: Layout, v: Version, say: Callable[[str], None], podman: Podman | None = None,
+                   stop_timeout: float = runner.STOP_TIMEOUT) -> tuple[runner.Status, bool]:
+    """`switch` to `v` unless it is current and its pod already runs healthy; (status, switched)."""
+    if current(layout.pod_dir(v.pod.label)) == v.pod.version:
+        status = runner.status(v.pod.label, health=v.pod.health, podman=podman)
+        if status.version == v.pod.version and status.state == "running" and status.healthy:
+            return status, False
+    return switch(layout, v, say, podman, stop_timeout=stop_timeout), True
 
 
 def rollback_target(layout: Layout, label: Label) -> str | None:

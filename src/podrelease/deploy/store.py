@@ -113,7 +113,9 @@ class Store:
                 return install.deploy(self.layout, spec, self.http, self.say)
             pod, done = install.install(self.layout, spec, self.http, self.say, make_current=False)
             version = run.installed_version(self.layout, pod.label, pod.version)
-            status = run.switch(self.layout, version, self.say, stop_timeout=self.stop_timeout)
+            status, switched = run.ensure_running(self.layout, version, self.say, stop_timeout=self.stop_timeout)
+            if not switched:
+                return f"{done}; it is current and already running healthy (pod {status.pod})"
             return f"{done}; it is now current and running (pod {status.pod})"
 
     def start(self, label: Label) -> str:
@@ -122,8 +124,9 @@ class Store:
             version = run.current_version(self.layout, label) if exists else None
             if version is None:
                 raise ContractError(f"{label} has no current version under {self.root}")
-            status = run.switch(self.layout, version, self.say, stop_timeout=self.stop_timeout)
-            return f"{label} {version.pod.version} is running (pod {status.pod})"
+            status, switched = run.ensure_running(self.layout, version, self.say, stop_timeout=self.stop_timeout)
+            already = "" if switched else " already"
+            return f"{label} {version.pod.version} is{already} running (pod {status.pod})"
 
     def stop(self, label: Label) -> str:
         with self.locked(create=False):
