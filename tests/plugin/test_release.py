@@ -324,6 +324,11 @@ def test_bundle_task_releases_the_pod_then_writes_a_bundle_without_links(example
     bundle = example / "bundles/prod/infra/db/pg/1.10.0"
     document = json.loads((bundle / "pod.json").read_text())
     expected = {"pod.json", "pg/image.aci", "pg/sha512", *(f["path"] for v in document["volumes"] for f in v["files"])}
+    # and the image's OCI blobs: the manifest pod.json pins, its config and its layers
+    manifest_digest = document["images"][0]["oci"]
+    manifest = json.loads((bundle / "pg/oci/blobs/sha256" / manifest_digest.removeprefix("sha256:")).read_bytes())
+    for digest in [manifest_digest, manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]:
+        expected.add(f"pg/oci/blobs/sha256/{digest.removeprefix('sha256:')}")
     found = {str(p.relative_to(bundle)) for p in bundle.rglob("*") if not p.is_dir()}
     assert found == expected
     assert not any(p.is_symlink() for p in bundle.rglob("*"))

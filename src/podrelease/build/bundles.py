@@ -3,7 +3,11 @@
 `bundles/<channel>/<label_path>/<pod>/<version>/` holds `pod.json` and every
 file it refers to, each exactly at the path `pod.json` gives (relative to the
 pod directory): each image's `image.aci` and the `sha512` next to it, each
-volume file, each of the pod's files. Nothing else, and no symlinks: the pod
+volume file, each of the pod's files; and for each image whose pod.json entry
+pins an OCI manifest (`"oci": "sha256:..."`), the blobs of its OCI layout
+next to `image.aci`: `<image>/oci/blobs/sha256/<hex>` for the manifest, its
+config and its layers, each checked by its sha256 (the manifest is read to
+know the others; `index.json` is not bundled: the host writes its own). Nothing else, and no symlinks: the pod
 directory's symlinks are resolved, so `tar -C <bundle> -cf x.tar .` (or of its
 parent) packs everything and unpacks anywhere.
 
@@ -19,11 +23,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..core.errors import ContractError, PodJsonError, UserError
 from ..core.fsops import ARTIFACT_FILE_MODE, building_dir, in_the_way, make_dirs
-from ..core.hashing import AciIdCheck, Check, RecordingCheck, Sha512Check, check_sha512_file, copy_file_verified, verify_file
+from ..core.hashing import AciIdCheck, Check, RecordingCheck, Sha256Check, Sha512Check, check_sha512_file, copy_file_verified, verify_file
+from ..core.oci import LAYOUT_DIR, MAX_SMALL_BLOB, blob_rel, parse_manifest
 from ..core.podjson import PodJson, read_pod_json
 
 # A hard link is impossible across filesystems, or where the kernel forbids it
@@ -52,6 +57,27 @@ def bundle_entries(pod: PodJson) -> dict[str, Check]:
             entries[f.path] = Sha512Check(f.sha512, f.path)
     for name in pod.files:
         entries[name] = RecordingCheck()
+    return entries
+
+
+def oci_entries(pod: PodJson, pod_dir: Path) -> dict[str, Check]:
+    """The OCI blobs of every image that pins a manifest: path in the bundle -> its sha256 check."""
+    entries: dict[str, Check] = {}
+    for image in pod.images:
+        if image.oci is None:
+            continue
+        layout = str(PurePosixPath(image.path).with_name(LAYOUT_DIR))
+        manifest_rel = f"{layout}/{blob_rel(image.oci)}"
+        path = _resolve(pod_dir, manifest_rel)
+        with open(path, "rb") as source:
+            data = source.read(MAX_SMALL_BLOB + 1)
+        check = Sha256Check(image.oci, manifest_rel)
+        check.update(data)
+        check.finish()
+        entries[manifest_rel] = Sha256Check(image.oci, manifest_rel)
+        for blob in parse_manifest(data, manifest_rel).blobs():
+            rel = f"{layout}/{blob_rel(blob['digest'])}"
+            entries[rel] = Sha256Check(blob["digest"], rel)
     return entries
 
 
@@ -91,9 +117,9 @@ def write_bundle(pod_dir: Path, bundle_dir: Path, shown: str | None = None) -> N
         return  # built artifacts are immutable
     if in_the_way(bundle_dir):
         raise UserError(f"{shown or bundle_dir}/", None, "is in the way of the bundle: it is not one (no pod.json); move it away")
-    entries = bundle_entries(pod)
-    sources = {rel: _resolve(pod_dir, rel) for rel in ["pod.json", *entries]}
     try:
+        entries = {**bundle_entries(pod), **oci_entries(pod, pod_dir)}
+        sources = {rel: _resolve(pod_dir, rel) for rel in ["pod.json", *entries]}
         with building_dir(bundle_dir) as tmp:
             _link_or_copy(sources["pod.json"], tmp / "pod.json", RecordingCheck())
             for rel, check in entries.items():

@@ -67,6 +67,23 @@ class Sha512Check:
             )
 
 
+class Sha256Check:
+    """The sha256 of the bytes as they are (OCI blobs, named by it: `sha256:<hex>`)."""
+
+    def __init__(self, expected: str, what: str):
+        self.expected = expected.removeprefix("sha256:")
+        self.what = what
+        self._hash = hashlib.sha256()
+
+    def update(self, data) -> None:
+        self._hash.update(data)
+
+    def finish(self) -> None:
+        got = self._hash.hexdigest()
+        if got != self.expected:
+            raise IntegrityError(f"{self.what}: sha256 is {short(got)}, expected {short(self.expected)}")
+
+
 class RecordingCheck:
     """No expectation: remembers the sha512 (pod files, which pod.json does not hash)."""
 

@@ -1,15 +1,32 @@
 """`ops-onboard`: install, switch and check pods on the machine it runs on.
 
-    ops-onboard [--root DIR] [--lock-timeout S] deploy SOURCE
+    ops-onboard [--root DIR] [--lock-timeout S] [--stop-timeout S] deploy SOURCE [--no-start]
     ops-onboard [--root DIR] list [--json]
+    ops-onboard [--root DIR] status [--json]
+    ops-onboard [--root DIR] start LABEL
+    ops-onboard [--root DIR] stop LABEL
     ops-onboard [--root DIR] activate LABEL VERSION
     ops-onboard [--root DIR] rollback LABEL
+    ops-onboard [--root DIR] render LABEL [VERSION]
     ops-onboard [--root DIR] undeploy LABEL VERSION [--force]
     ops-onboard [--root DIR] verify
 
+`deploy` installs, runs the new version under podman (`$PODRELEASE_PODMAN`,
+default `podman`) and makes it current once healthy; if it does not become
+healthy, the previous version runs again and the command fails. `rollback`
+runs the version it goes back to if the pod was running. `undeploy` of the
+running version needs `--force` (it is stopped first).
+
 Results go to stdout; every error is one line `ops-onboard: <what is wrong>`
 on stderr with a non-zero exit status (1: failed, 2: bad usage), never a
-traceback. Set OPS_ONBOARD_DEBUG=1 to see the traceback of an internal error.
+traceback; a version that did not run healthy is followed by the last lines
+of the failing container's log. Set OPS_ONBOARD_DEBUG=1 to see the traceback
+of an internal error.
+
+OPS_ONBOARD_NO_START=1 is for hosts that run no pods (no podman): `deploy`
+installs only, as with `--no-start`; `rollback` only switches `current`; and
+`undeploy` does not ask podman whether the version runs. The test suite sets
+it for the tests that predate running (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -22,10 +39,16 @@ from pathlib import Path
 
 from ..core.errors import ContractError
 from ..core.names import Label
+from .run import RunError
 from .store import Store
 
 PROG = "ops-onboard"
 DEFAULT_ROOT = "/var/lib/ops"
+NO_START = "OPS_ONBOARD_NO_START"
+
+
+def _no_start() -> bool:
+    return os.environ.get(NO_START, "") not in ("", "0")
 
 
 def _err(message: str) -> None:
@@ -69,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"where pods are installed (default {DEFAULT_ROOT})")
     common.add_argument("--lock-timeout", metavar="SECONDS", type=_positive, default=argparse.SUPPRESS,
                         help="how long to wait for another ops-onboard on the same DIR (default 300)")
+    common.add_argument("--stop-timeout", metavar="SECONDS", type=_positive, default=argparse.SUPPRESS,
+                        help="how long a stopped pod gets after SIGTERM before SIGKILL (default 10)")
 
     parser = _Parser(prog=PROG, description="Install and manage released pods on this machine.",
                      parents=[common])
@@ -88,9 +113,25 @@ def build_parser() -> argparse.ArgumentParser:
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="show download progress (default: when stderr is a terminal)")
     progress.add_argument("--no-progress", dest="progress", action="store_false")
+    deploy.add_argument("--no-start", action="store_true", default=None,
+                        help=f"install and make current only, run nothing (default when {NO_START}=1)")
 
     listing = commands.add_parser("list", parents=[common], help="installed versions; * marks the current one")
     listing.add_argument("--json", action="store_true", help="a JSON array, for scripts")
+
+    status = commands.add_parser("status", parents=[common],
+                                 help="each installed pod: current version, running or not, healthy or not")
+    status.add_argument("--json", action="store_true", help="a JSON array, for scripts")
+
+    start = commands.add_parser("start", parents=[common], help="run the current version of a pod")
+    start.add_argument("label", metavar="LABEL")
+
+    stop = commands.add_parser("stop", parents=[common], help="stop and remove a pod's running version")
+    stop.add_argument("label", metavar="LABEL")
+
+    render = commands.add_parser("render", parents=[common], help="print a version as a Kubernetes Pod (YAML)")
+    render.add_argument("label", metavar="LABEL")
+    render.add_argument("version", metavar="VERSION", nargs="?", help="default: the current version")
 
     activate = commands.add_parser("activate", parents=[common], help="make an installed version current")
     activate.add_argument("label", metavar="LABEL", help="e.g. //web:frontend")
@@ -103,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    help="remove an installed version and the images only it used")
     undeploy.add_argument("label", metavar="LABEL")
     undeploy.add_argument("version", metavar="VERSION")
-    undeploy.add_argument("--force", action="store_true", help="even if it is the current version")
+    undeploy.add_argument("--force", action="store_true", help="even if it is the current or running version")
 
     commands.add_parser("verify", parents=[common], help="re-check everything installed, report each mismatch")
     return parser
@@ -124,9 +165,24 @@ def run(args: argparse.Namespace) -> int:
         http = HttpOptions(attempts=args.attempts, backoff=args.retry_delay, timeout=args.timeout,
                            progress=args.progress)
     store = Store(Path(getattr(args, "root", DEFAULT_ROOT)), lock_timeout=getattr(args, "lock_timeout", 300.0),
-                  http=http, say=_err)
+                  http=http, say=_err, stop_timeout=getattr(args, "stop_timeout", 10.0))
     if args.command == "deploy":
-        print(store.deploy(args.source), flush=True)
+        no_start = _no_start() if args.no_start is None else args.no_start
+        print(store.deploy(args.source, start=not no_start), flush=True)
+    elif args.command == "status":
+        found = store.status()
+        if args.json:
+            print(json.dumps(found, indent=2))
+        for pod in found if not args.json else []:
+            health = "healthy" if pod["healthy"] else "not healthy" + (f" ({pod['reason']})" if pod["reason"] else "")
+            running = f"running {pod['version']} as {pod['pod']}" if pod["running"] else f"{pod['state']}"
+            print(f"{pod['label']} current {pod['current']}: {running}, {health}")
+    elif args.command == "start":
+        print(store.start(_label(args.label)), flush=True)
+    elif args.command == "stop":
+        print(store.stop(_label(args.label)), flush=True)
+    elif args.command == "render":
+        print(store.render(_label(args.label), args.version), end="", flush=True)
     elif args.command == "list":
         installed = store.installed()
         if args.json:
@@ -138,9 +194,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "activate":
         print(store.activate(_label(args.label), args.version))
     elif args.command == "rollback":
-        print(store.rollback(_label(args.label)))
+        print(store.rollback(_label(args.label), runs=not _no_start()))
     elif args.command == "undeploy":
-        print(store.undeploy(_label(args.label), args.version, force=args.force))
+        print(store.undeploy(_label(args.label), args.version, force=args.force, runs=not _no_start()))
     elif args.command == "verify":
         problems = store.verify()
         for problem in problems:
@@ -156,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
+    except RunError as e:
+        _err(str(e))
+        for line in e.details:
+            print(f"  {line}", file=sys.stderr)
+        return 1
     except ContractError as e:
         _err(str(e))
         return 1

@@ -15,6 +15,15 @@ leaves at worst an unused image or a version that is not current, both
 consistent (a crash between a rename and its fsync loses nothing that was
 visible before).
 
+Images whose pod.json entry pins an OCI manifest get their OCI layout
+(`images/<id>/oci/`, see ocilayout.py) staged and checked with the rest,
+inside the same image directory and the same renames.
+
+`install(..., make_current=False)` stops short of `current`: run.py then
+runs the new version and switches `current` only once it is healthy; the
+argument why a crash there leaves one version current, and the next
+`start` running it, is run.py's docstring.
+
 Before any of that, `deploy` settles the easy cases: the same pod.json
 installed intact is left alone (made current if nothing is); installed but
 damaged, it is installed again, replacing the damaged directories in the
@@ -42,6 +51,7 @@ from ..core.hashing import (
 from ..core.names import Label
 from ..core.podjson import MAX_POD_JSON, PodJson, manifest_with_sources, parse_pod_json
 from ..core.safetar import extract
+from . import ocilayout
 from .checks import MAX_SHA512_FILE, ImageChecks, check_image, check_version
 from .history import point_current
 from .layout import (
@@ -66,15 +76,26 @@ def is_tarball(name: str) -> bool:
 
 def deploy(layout: Layout, spec: str, http: HttpOptions | None, say: Callable[[str], None]) -> str:
     """Install the pod `spec` names and make it current; returns what was done. DIR must be locked."""
+    return install(layout, spec, http, say)[1]
+
+
+def install(layout: Layout, spec: str, http: HttpOptions | None, say: Callable[[str], None],
+            make_current: bool = True) -> tuple[PodJson, str]:
+    """Install the pod `spec` names (current too, if `make_current`); the pod and what was done.
+
+    With `make_current` off the version is installed beside the current one,
+    which `run.py` switches to only once the new version runs healthy.
+    DIR must be locked.
+    """
     staging = layout.staging("deploy")
     try:
-        return _deploy(layout, spec, staging, http, say)
+        return _deploy(layout, spec, staging, http, say, make_current)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def _deploy(layout: Layout, spec: str, staging: Path, http: HttpOptions | None,
-            say: Callable[[str], None]) -> str:
+            say: Callable[[str], None], make_current: bool) -> tuple[PodJson, str]:
     source = open_source(spec, staging, http)
     raw = source.read_pod_json(MAX_POD_JSON)
     pod = parse_pod_json(raw, source.describe("pod.json"))
@@ -96,12 +117,12 @@ def _deploy(layout: Layout, spec: str, staging: Path, http: HttpOptions | None,
                 f"{label} {version} is already installed from a different pod.json; "
                 "undeploy it first, or release a new version"
             )
-        problems = check_version(layout, final, checks)
+        problems = check_version(layout, final, checks) + _oci_problems(layout, pod)
         if not problems:
-            if current(final.parent) is None:
+            if make_current and current(final.parent) is None:
                 point_current(final.parent, version)
-                return f"{label} {version} is already installed and intact; it is now current"
-            return f"{label} {version} is already installed and intact; nothing to do"
+                return pod, f"{label} {version} is already installed and intact; it is now current"
+            return pod, f"{label} {version} is already installed and intact; nothing to do"
         say(f"{label} {version} is installed but damaged ({problems[0]}); installing it again")
         repair = True
 
@@ -110,10 +131,20 @@ def _deploy(layout: Layout, spec: str, staging: Path, http: HttpOptions | None,
     for image_dir in new_images.values():
         fsync_tree(image_dir)
     fsync_tree(vstage)
-    _commit(layout, pod, final, vstage, new_images, staging, repair)
+    _commit(layout, pod, final, vstage, new_images, staging, repair, make_current)
     reused = len({i.id for i in pod.images}) - len(new_images)
     note = f" ({reused} image{'s' if reused != 1 else ''} already installed)" if reused else ""
-    return f"deployed {label} {version} to {final}{note}; it is now current"
+    now = "; it is now current" if make_current else ""
+    return pod, f"deployed {label} {version} to {final}{note}{now}"
+
+
+def _oci_problems(layout: Layout, pod: PodJson) -> list[str]:
+    found = []
+    for image in pod.images:
+        why = ocilayout.problem(layout.image_dir(image.id), image)
+        if why is not None:
+            found.append(f"image {image.name} ({short(image.id)}): {why}")
+    return found
 
 
 def check_no_conflict(layout: Layout, label: Label, version: str) -> None:
@@ -153,15 +184,19 @@ def _stage_images(layout: Layout, pod: PodJson, source: Source, staging: Path, c
             continue
         if layout.image_dir(image.id).is_dir():
             damage = check_image(layout, image.id, checks)
-            if not damage:
+            oci_damage = ocilayout.problem(layout.image_dir(image.id), image)
+            if not damage and oci_damage is None:
                 continue
-            say(f"installed image {short(image.id)} is damaged ({damage[0]}); fetching it again")
+            why = damage[0] if damage else oci_damage
+            say(f"installed image {short(image.id)} is damaged or incomplete ({why}); fetching it again")
         where = _make_dirs(staging, ("images", image.id))
         sha512_text = source.read_small(image.sha512_path, MAX_SHA512_FILE)
         check_sha512_file(sha512_text, image.id, source.describe(image.sha512_path))
         write_new(where / "sha512", (image.digest + "\n").encode())
         shown = source.describe(image.path)
         source.fetch(image.path, where / "image.aci", partial(AciIdCheck, image.id, shown))
+        if image.oci is not None:
+            ocilayout.stage(source, image, where)
         staged[image.id] = where
     return staged
 
@@ -217,7 +252,7 @@ def _stage_version(layout: Layout, pod: PodJson, source: Source, staging: Path, 
 
 
 def _commit(layout: Layout, pod: PodJson, final: Path, vstage: Path, new_images: dict[str, Path],
-            staging: Path, repair: bool) -> None:
+            staging: Path, repair: bool, make_current: bool) -> None:
     undo: list[Callable[[], None]] = []
     try:
         for created in make_dirs(layout.images):
@@ -242,7 +277,8 @@ def _commit(layout: Layout, pod: PodJson, final: Path, vstage: Path, new_images:
         os.rename(vstage, final)
         undo.append(partial(os.rename, final, vstage))
         fsync_dir(final.parent)
-        point_current(final.parent, pod.version)
+        if make_current:
+            point_current(final.parent, pod.version)
     except BaseException:
         for step in reversed(undo):
             try:

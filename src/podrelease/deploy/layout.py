@@ -7,6 +7,10 @@ Layout (DIR is `--root`, `/var/lib/ops` by default)::
                                               removed by the next command, under the lock
     DIR/images/<id>/image.aci                 an image, stored once by id (sha512-<hex>) and
     DIR/images/<id>/sha512                    shared by every pod version that runs it
+    DIR/images/<id>/oci/                      its OCI image layout (when pod.json pins one):
+                                              what podman runs (see ocilayout.py)
+    DIR/data/<label_path>/<pod>/<volume>/     the writable copy of a `readOnly: false` volume,
+                                              made once, kept across versions (see run.py)
     DIR/pods/<label_path>/<pod>/current       symlink -> <version>: the active version
     DIR/pods/<label_path>/<pod>/.history.json versions that were current before, oldest
                                               first: what `rollback` goes back to

@@ -9,6 +9,9 @@ module that does it. Where to read on:
     history.py    `current` and .history.json; `activate` and `rollback`
     install.py    `deploy`: the install transaction, and why a crash cannot half-install
     undeploy.py   `undeploy`: a version out, and the images only it used
+    run.py        running versions under podman: `deploy` that runs, `start`, `stop`,
+                  `rollback`, and why a crash cannot leave two versions running, or none
+    ocilayout.py  each image's OCI layout, fetched blob by blob and checked
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from ..core.errors import ContractError
 from ..core.fsops import sweep
 from ..core.locks import exclusive
 from ..core.names import Label
-from . import checks, history, install, records
+from . import checks, history, install, records, run
 from . import undeploy as removal
-from .layout import Layout, current
+from .layout import Layout
 from .records import Installed
 
 if TYPE_CHECKING:
@@ -38,12 +41,13 @@ class Store:
     """The pods installed under one DIR; every public method takes the lock."""
 
     def __init__(self, root: Path, lock_timeout: float = 300.0, http: HttpOptions | None = None,
-                 say: Callable[[str], None] = lambda message: None):
+                 say: Callable[[str], None] = lambda message: None, stop_timeout: float = 10.0):
         self.root = Path(os.path.abspath(root))
         self.layout = Layout(self.root)
         self.lock_timeout = lock_timeout
         self.http = http
         self.say = say
+        self.stop_timeout = stop_timeout  # seconds a pod gets after SIGTERM before SIGKILL
 
     # -- paths (see layout.py) -----------------------------------------------
 
@@ -100,10 +104,66 @@ class Store:
 
     # -- the commands ----------------------------------------------------------
 
-    def deploy(self, spec: str) -> str:
-        """Install the pod `spec` names and make it current; returns what was done."""
+    def deploy(self, spec: str, start: bool = False) -> str:
+        """Install the pod `spec` names and make it current; returns what was done.
+
+        With `start`, the new version is run (and made current only once healthy; see run.py)."""
         with self.locked():
-            return install.deploy(self.layout, spec, self.http, self.say)
+            if not start:
+                return install.deploy(self.layout, spec, self.http, self.say)
+            pod, done = install.install(self.layout, spec, self.http, self.say, make_current=False)
+            version = run.installed_version(self.layout, pod.label, pod.version)
+            status, switched = run.ensure_running(self.layout, version, self.say, stop_timeout=self.stop_timeout)
+            if not switched:
+                return f"{done}; it is current and already running healthy (pod {status.pod})"
+            return f"{done}; it is now current and running (pod {status.pod})"
+
+    def start(self, label: Label) -> str:
+        """Run the current version of `label` (in place of any pod of the label)."""
+        with self.locked(create=False) as exists:
+            version = run.current_version(self.layout, label) if exists else None
+            if version is None:
+                raise ContractError(f"{label} has no current version under {self.root}")
+            status, switched = run.ensure_running(self.layout, version, self.say, stop_timeout=self.stop_timeout)
+            already = "" if switched else " already"
+            return f"{label} {version.pod.version} is{already} running (pod {status.pod})"
+
+    def stop(self, label: Label) -> str:
+        with self.locked(create=False):
+            removed = run.runner.stop(label, timeout=self.stop_timeout)
+            return f"{label}: stopped {', '.join(removed)}" if removed else f"{label}: nothing was running"
+
+    def status(self) -> list[dict]:
+        """Each installed pod: label, current version, what podman runs of it, and whether healthy."""
+        with self.locked(create=False) as exists:
+            if not exists:
+                return []
+            labels = sorted({i.label for i in records.installed(self.layout)}, key=str)
+            found = []
+            for label in labels:
+                version = run.current_version(self.layout, label)
+                check = version.pod.health if version else None
+                st = run.runner.status(label, health=check)
+                found.append({"label": str(label), "current": version.pod.version if version else None,
+                              "running": st.state == "running", "version": st.version,
+                              "healthy": bool(st.healthy) and st.version == (version and version.pod.version),
+                              "state": st.state, "pod": st.pod, "reason": st.reason})
+            return found
+
+    def render(self, label: Label, version: str | None = None) -> str:
+        from .runtime.kube import render, to_yaml
+
+        with self.locked(create=False) as exists:
+            if not exists:
+                raise ContractError(f"{label} is not installed under {self.root}")
+            if version is None:
+                v = run.current_version(self.layout, label)
+                if v is None:
+                    raise ContractError(f"{label} has no current version under {self.root}")
+            else:
+                self._require_installed(label, version)
+                v = run.installed_version(self.layout, label, version)
+            return to_yaml(render(v.pod, run.volumes(self.layout, v, create=False)))
 
     def installed(self) -> list[Installed]:
         with self.locked(create=False) as exists:
@@ -119,23 +179,25 @@ class Store:
                 return f"{label} {version} is already current"
             return f"{label}: current is now {version}" + (f" (was {old})" if old else "")
 
-    def rollback(self, label: Label) -> str:
+    def rollback(self, label: Label, runs: bool = True) -> str:
+        """Make the previous version current; if the label's pod runs (and `runs`), run it first."""
         with self.locked(create=False) as exists:
             if not exists:
                 raise ContractError(f"{label} is not installed under {self.root}")
-            versions = self._require_installed(label)
-            pod_dir = self.pod_dir(label)
-            was = current(pod_dir)
-            now = history.roll_back(pod_dir, versions)
-            if now is None:
-                raise ContractError(f"{label}: no earlier version to roll back to (current: {was or 'none'})")
-            return f"{label}: rolled back to {now}" + (f" (was {was})" if was else "")
+            self._require_installed(label)
+            running = runs and run.runner.status(label).state != "absent"
+            return run.rollback(self.layout, label, running, self.say, self.stop_timeout)
 
-    def undeploy(self, label: Label, version: str, force: bool = False) -> str:
+    def undeploy(self, label: Label, version: str, force: bool = False, runs: bool = True) -> str:
+        """Remove a version; one podman runs (asked unless `runs` is off) only with `force`, stopped first."""
         with self.locked(create=False) as exists:
             if not exists:
                 raise ContractError(f"{label} is not installed under {self.root}")
             self._require_installed(label, version)
+            if runs and run.runner.status(label).version == version:
+                if not force:
+                    raise ContractError(f"{label} {version} is running; stop it first, or use --force")
+                run.runner.stop(label, timeout=self.stop_timeout)
             return removal.undeploy(self.layout, label, version, force, self.say)
 
     def verify(self) -> list[str]:

@@ -22,15 +22,18 @@ module writes no file except a symlink in a temporary directory it removes.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ...core.errors import ContractError
 from ...core.podjson import ImageRef
@@ -91,6 +94,23 @@ def last_line(stderr: str) -> str:
     return picked if len(picked) <= MAX_LINE else picked[:MAX_LINE] + "..."
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: a forked child must not dlopen
+
+
+def _die_with_parent() -> None:
+    """In the podman child: be killed when ops-onboard dies (PR_SET_PDEATHSIG).
+
+    A SIGKILLed ops-onboard releases DIR's lock at once; a podman it started
+    must not go on (playing a pod, say) behind the back of the next command
+    that takes the lock. The containers podman started are not its children
+    in that sense (conmon is reparented) and keep running.
+    """
+    try:
+        _LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except AttributeError:  # no prctl: not Linux
+        pass
+
+
 class Podman:
     """One podman command line; each method is one podman call (or a few, said so)."""
 
@@ -104,6 +124,7 @@ class Podman:
         try:
             proc = subprocess.run(
                 [*self.argv, *args], input=input, cwd=cwd, timeout=timeout, text=True, errors="replace",
+                preexec_fn=_die_with_parent,
                 stdin=None if input is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge else subprocess.PIPE,
             )
@@ -116,7 +137,7 @@ class Podman:
             raise PodmanError(f"{what}: exit {proc.returncode}: {last_line(message or '')}")
         return proc
 
-    def _json(self, *args: str) -> object:
+    def _json(self, *args: str) -> Any:
         out = self.run(*args).stdout
         try:
             return json.loads(out or "null")

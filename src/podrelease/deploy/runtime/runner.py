@@ -28,8 +28,10 @@ not yet checked; the next `start` or `stop` of the label puts that right.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from ...core.errors import ContractError
 from ...core.names import Label
@@ -108,22 +110,25 @@ def volume_dirs(pod: PodJson, version_dir: Path) -> dict[str, str]:
 
 
 def start(pod: PodJson, version_dir: Path | str, *, health: HealthCheck | None | object = _FROM_POD,
-          settle: float = SETTLE, stop_timeout: float = STOP_TIMEOUT, podman: Podman | None = None) -> Status:
+          settle: float = SETTLE, stop_timeout: float = STOP_TIMEOUT, podman: Podman | None = None,
+          volumes: Mapping[str, str] | None = None) -> Status:
     """Run `pod` from its installed `version_dir` in place of the label's pod; its Status once healthy.
 
     `health` defaults to the pod's own check (`pod.health`, once pod.json
-    carries one). HealthError when it does not become healthy (the pod is
-    left stopped), PodmanError when podman fails.
+    carries one). `volumes` maps host volumes to the directories mounted
+    (default `volume_dirs`: the installed, read-only ones). HealthError when
+    it does not become healthy (the pod is left stopped), PodmanError when
+    podman fails.
     """
     podman = podman or Podman()
-    check = getattr(pod, "health", None) if health is _FROM_POD else health
+    check = pod.health if health is _FROM_POD else cast("HealthCheck | None", health)
     what = f"pod {pod.label} {pod.version}"
     containers = containers_of(pod)
     if isinstance(check, ExecCheck) and check.app not in containers:
         raise ContractError(f"{what}: the health check runs in app {check.app!r}, which the pod does not have")
     version_dir = Path(version_dir).resolve()
     load_images(pod, version_dir, podman)
-    yaml_text = to_yaml(render(pod, volume_dirs(pod, version_dir)))
+    yaml_text = to_yaml(render(pod, volume_dirs(pod, version_dir) if volumes is None else volumes))
     stop(pod.label, timeout=stop_timeout, podman=podman)
     name = pod_name(pod.label, pod.version)
     try:
