@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from releasehelpers import LABEL, bundle, ok, onboard, port, released  # noqa: F401 (fixtures)
@@ -78,3 +81,34 @@ def test_an_image_released_before_oci_layouts_installs_but_does_not_start(releas
     assert not (ops / "pods/web/frontend/current").exists()
     ok(onboard(ops, "deploy", "--no-start", str(standard_pod(release, version="1.3.0"))))
     assert "without an OCI layout" in one_line(onboard(ops, "start", LABEL))
+
+
+def test_deploy_from_a_url_fetches_the_layout_over_http(released, tmp_path):  # noqa: F811
+    root = Path(bundle(released, "1.0.0"))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ops = tmp_path / "ops"
+        ok(onboard(ops, "deploy", "--no-start", f"http://127.0.0.1:{server.server_address[1]}/pod.json"))
+    finally:
+        server.shutdown()
+    image_id, version, digest = pinned(root)
+    assert manifest_digest(ops / "images" / image_id / "oci", version, check_layers=True) == digest
+
+
+def test_verify_reports_a_damaged_layout(released, tmp_path):  # noqa: F811
+    ops = tmp_path / "ops"
+    ok(onboard(ops, "deploy", "--no-start", bundle(released, "1.0.0")))
+    ok(onboard(ops, "verify"))
+    image_id, _, digest = pinned(bundle(released, "1.0.0"))
+    blobs = ops / "images" / image_id / "oci/blobs/sha256"
+    manifest = json.loads((blobs / digest.removeprefix("sha256:")).read_bytes())
+    layer = blobs / manifest["layers"][0]["digest"].removeprefix("sha256:")
+    layer.chmod(0o644)
+    data = bytearray(layer.read_bytes())
+    data[len(data) // 2] ^= 1
+    layer.write_bytes(bytes(data))
+    result = onboard(ops, "verify")
+    assert result.returncode == 1
+    assert f"images/{image_id}: oci: " in result.stdout and "does not match its digest" in result.stdout

@@ -107,3 +107,16 @@ def test_render_is_a_valid_kubernetes_pod(released, ops):  # noqa: F811 (fixture
     assert paths["state"] == str(ops / "data/web/frontend/state")
     assert paths["www"] == str(ops / "pods/web/frontend/1.0.0/volumes/www")
     assert yaml.safe_load(ok(onboard(ops, "render", LABEL, "1.0.0")).stdout) == doc
+
+
+def test_a_rollback_to_a_version_that_fails_goes_back(released, ops, port):  # noqa: F811
+    ok(onboard(ops, "deploy", "--no-start", bundle(released, BAD)))  # current, never run
+    ok(onboard(ops, "deploy", bundle(released, "1.0.0")))
+    assert get(port) == page("1.0.0")
+    failed = onboard(ops, "rollback", LABEL)
+    assert failed.returncode == 1
+    first = failed.stderr.splitlines()[0]
+    assert first.startswith("ops-onboard: container web-frontend-3-0-0-") and "1.0.0 is current and running again" in first
+    st = status(ops)
+    assert (st["current"], st["running"], st["healthy"], st["version"]) == ("1.0.0", True, True, "1.0.0")
+    assert get(port) == page("1.0.0")

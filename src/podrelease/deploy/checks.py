@@ -1,18 +1,21 @@
 """Checking what is installed: images against their ids, versions against their records.
 
 `deploy` uses these to tell an intact installation (nothing to do) from a
-damaged one (install it again); `verify` to list every problem under DIR.
+damaged one (install it again); `verify` to list every problem under DIR,
+OCI layouts included (`check_oci`; deploy checks those in ocilayout.py).
 Each problem is one line; nothing here changes DIR.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.errors import IntegrityError
+from ..core.errors import ContractError, IntegrityError
 from ..core.hashing import AciIdCheck, check_sha512_file, short, verify_file
+from ..core.oci import INDEX_FILE, LAYOUT_DIR, REF_NAME, manifest_digest
 from .layout import CURRENT, RECORD, Layout, current
 from .records import diff_trees, read_record, scan_tree
 
@@ -53,6 +56,25 @@ def check_image(layout: Layout, image_id: str, checks: ImageChecks) -> list[str]
     return problems
 
 
+def check_oci(image_dir: Path) -> list[str]:
+    """What is wrong with an image's installed OCI layout, if it has one (every blob hashed)."""
+    layout = image_dir / LAYOUT_DIR
+    if not layout.is_dir():
+        return []
+    try:
+        index = json.loads((layout / INDEX_FILE).read_bytes())
+        tags = [m["annotations"][REF_NAME] for m in index["manifests"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [f"{LAYOUT_DIR}/{INDEX_FILE}: missing or not an index tagging one manifest"]
+    if len(tags) != 1 or not isinstance(tags[0], str):
+        return [f"{LAYOUT_DIR}/{INDEX_FILE}: tags {len(tags)} manifests, expected one"]
+    try:
+        manifest_digest(layout, tags[0], check_layers=True)
+    except ContractError as e:
+        return [f"{LAYOUT_DIR}: {e}"]
+    return []
+
+
 def check_version(layout: Layout, vdir: Path, checks: ImageChecks) -> list[str]:
     """What is wrong with an installed version (its tree and its images); [] if intact."""
     record = read_record(vdir)
@@ -73,7 +95,7 @@ def verify(layout: Layout) -> list[str]:
         for entry in sorted(os.listdir(layout.images)):
             if entry.startswith("."):
                 continue
-            for problem in check_image(layout, entry, checks):
+            for problem in check_image(layout, entry, checks) + check_oci(layout.image_dir(entry)):
                 problems.append(f"images/{entry}: {problem}")
     # Walk pod directories and record-less versions too: a version whose record was
     # removed, or a `current` whose versions were, must not make verify blind.
