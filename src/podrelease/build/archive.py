@@ -126,7 +126,7 @@ class _TarWriter:
         self._sha512 = hashlib.sha512() if hashed else None
         self._offset = 0
         self._file_digests = file_digests
-        self._chunk = memoryview(bytearray(CHUNK_SIZE))
+        self._chunk: memoryview | None = None  # allocated on the first file read: a `subtree` writer reads none
 
     def add(self, entry: Entry, also: tuple[_TarWriter, Entry] | None = None) -> None:
         """Append `entry`; with `also`, append the same content to another tar under another name."""
@@ -159,6 +159,8 @@ class _TarWriter:
             self._add_header(entry, status.st_size)
             if also is not None:
                 also[0]._add_header(also[1], status.st_size)
+            if self._chunk is None:
+                self._chunk = memoryview(bytearray(CHUNK_SIZE))
             self._add_data(entry.name, _read_exactly(source, entry.source, status.st_size, self._chunk), also)
 
     def _add_header(self, entry: Entry, size: int) -> None:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from ..core import fsops
+from ..core.hashing import Writable
 from ..core.oci import (  # noqa: F401 (shared with the host: re-exported for the release side)
     BLOBS_DIR,
     DIGEST,
@@ -231,13 +232,13 @@ class Compression:
     """
 
     media_type: str
-    open: Callable[[BinaryIO], Compressor]
+    open: Callable[[Writable], Compressor]
 
 
 class _Plain:
     """The identity compressor: the tar is stored as it is."""
 
-    def __init__(self, out: BinaryIO):
+    def __init__(self, out: Writable):
         self._out = out
 
     def write(self, data) -> int:
@@ -305,7 +306,7 @@ class LayerSink:
         # an uncompressed layer is its own tar: one hash serves as digest and diff_id
         self._diff_id = None if compression is UNCOMPRESSED else hashlib.sha256()
         self._file = None
-        self._compressor = None
+        self._compressor: Compressor | None = None
         try:
             os.fchmod(fd, fsops.ARTIFACT_FILE_MODE)
             self._file = open(fd, "wb")
@@ -318,7 +319,7 @@ class LayerSink:
             raise
 
     def write(self, data: bytes | memoryview) -> int:
-        if self.layer is not None or self._file is None:
+        if self.layer is not None or self._file is None or self._compressor is None:
             raise ValueError("write to a closed LayerSink")
         if self._diff_id is not None:
             self._diff_id.update(data)
@@ -327,7 +328,7 @@ class LayerSink:
     def close(self) -> Layer:
         if self.layer is not None:
             return self.layer
-        if self._file is None:
+        if self._file is None or self._compressor is None:
             raise ValueError("close of an aborted LayerSink")
         try:
             self._compressor.close()
