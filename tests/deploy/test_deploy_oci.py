@@ -93,6 +93,7 @@ def test_deploy_from_a_url_fetches_the_layout_over_http(released, tmp_path):  # 
         ok(onboard(ops, "deploy", "--no-start", f"http://127.0.0.1:{server.server_address[1]}/pod.json"))
     finally:
         server.shutdown()
+        server.server_close()
     image_id, version, digest = pinned(root)
     assert manifest_digest(ops / "images" / image_id / "oci", version, check_layers=True) == digest
 
