@@ -175,6 +175,24 @@ def test_same_inputs_digest_in_another_directory(tmp_path, root):
     assert record["inputs_digest"] == other_record["inputs_digest"]
 
 
+def test_same_oci_manifest_digest_in_another_directory_under_another_umask_later(tmp_path, root):
+    build(root)
+    other = build_elsewhere_under_umask_077(tmp_path, root)
+    record = json.loads((image_dir(root) / "build.json").read_text())
+    other_record = json.loads((image_dir(other) / "build.json").read_text())
+    assert record["oci"].startswith("sha256:")
+    assert record["oci"] == other_record["oci"]
+
+
+def test_same_oci_manifest_digest_on_one_core_or_two(root, monkeypatch):
+    digests = set()
+    for workers in (1, 2):
+        monkeypatch.setattr("podrelease.build.archive.default_workers", lambda workers=workers: workers)
+        build_image(make_rule(root), "1.0.0", root / f"one-or-two/{workers}")
+        digests.add(json.loads((root / f"one-or-two/{workers}/build.json").read_text())["oci"])
+    assert len(digests) == 1
+
+
 def test_artifacts_are_world_readable_under_umask_077(tmp_path, root):
     other = build_elsewhere_under_umask_077(tmp_path, root)
     assert os.stat(image_dir(other)).st_mode & 0o777 == 0o755
