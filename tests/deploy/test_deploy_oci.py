@@ -11,13 +11,12 @@ import subprocess
 import threading
 from pathlib import Path
 
-from releasehelpers import LABEL, bundle, ok, onboard, port, released  # noqa: F401 (fixtures)
-
 from podrelease.core.oci import manifest_digest
 
 from conftest import snapshot
 from podfactory import standard_pod
 from podmanhelpers import podman_env  # noqa: F401 (fixtures)
+from releasehelpers import LABEL, bundle, ok, onboard, port, released  # noqa: F401 (fixtures)
 
 
 def pinned(bundle_dir: str | Path) -> tuple[str, str, str]:

@@ -6,10 +6,13 @@ import threading
 import time
 
 import kubernetes_validate
+import pytest
 import yaml
-from releasehelpers import BAD, LABEL, bundle, get, ok, onboard, ops, page, port, released, status  # noqa: F401 (fixtures)
 
 from podmanhelpers import podman_env  # noqa: F401 (fixtures)
+from releasehelpers import BAD, LABEL, bundle, get, ok, onboard, ops, page, port, released, status  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow  # real podman end to end: releases, deploys, upgrades and rolls back pods
 
 
 def wait_for(on: int, want: bytes | None, within: float = 10) -> None:

@@ -14,13 +14,15 @@ import subprocess
 import time
 
 import pytest
-from releasehelpers import LABEL, OPS_ONBOARD, STOP, bundle, get, ok, onboard, ops, page, port, released, status  # noqa: F401 (fixtures)
 
 from podrelease.core.names import Label
 from podrelease.deploy.runtime.kube import pod_key, pod_name
 from podrelease.deploy.runtime.podman import Podman
 
 from podmanhelpers import podman_env  # noqa: F401 (fixtures)
+from releasehelpers import LABEL, OPS_ONBOARD, STOP, bundle, get, ok, onboard, ops, page, port, released, status  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow  # SIGKILLs deploys of real podman pods at several moments
 
 LABEL_ = Label.parse(LABEL)
 

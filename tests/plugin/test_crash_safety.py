@@ -21,8 +21,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import doit, snapshot
 from generate import generate
+
+pytestmark = pytest.mark.slow  # 50+ SIGKILLs of real releases
 
 TARGET_KILLS = 50
 SEED = 20261126
