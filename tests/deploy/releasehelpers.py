@@ -14,6 +14,7 @@ SIGTERM, so every stop waits for the SIGKILL).
 from __future__ import annotations
 
 import gzip
+import http.client
 import io
 import json
 import os
@@ -123,8 +124,8 @@ def get(port: int, timeout: float = 2) -> bytes | None:
     try:
         with opener.open(f"http://127.0.0.1:{port}/", timeout=timeout) as answer:
             return answer.read()
-    except (urllib.error.URLError, ConnectionError, OSError):
-        return None
+    except (urllib.error.URLError, http.client.HTTPException, OSError):
+        return None  # nothing answers, or the pod went away mid-answer (IncompleteRead)
 
 
 # -- fixtures (import them by name) ------------------------------------------------
