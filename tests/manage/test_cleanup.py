@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from podrelease.core import fsops as atomic
-from podrelease.core import locks as locking
+from podrelease.core import fsops, locks
 from podrelease.core.names import Label
 from podrelease.manage.cleanup import IMAGE, VOLUME, Artifact, PodVersions, Protect, Survey, decide
 
@@ -50,7 +49,7 @@ def images(root: Path) -> set[str]:
 
 
 def leftovers(root: Path) -> list[Path]:
-    return [p for p in root.rglob(f"{atomic.TMP_PREFIX}*")]
+    return [p for p in root.rglob(f"{fsops.TMP_PREFIX}*")]
 
 
 def dead_pid() -> int:
@@ -249,7 +248,7 @@ def test_leftover_of_a_killed_cleanup_is_swept_and_keeps_nothing_alive(root):
     # killed after renaming staging 1.0.0 away, before deleting it
     home = root / "channels/staging/web/frontend"
     (home / "1.0.0.yaml").unlink()
-    os.rename(home / "1.0.0", home / f"{atomic.TMP_PREFIX}1.0.0-{dead_pid()}-0badcafe")
+    os.rename(home / "1.0.0", home / f"{fsops.TMP_PREFIX}1.0.0-{dead_pid()}-0badcafe")
     cleanup(root, "--keep", "1")
     assert leftovers(root) == []
     assert "web/frontend/1.0.0" not in images(root)
@@ -267,7 +266,7 @@ def test_cleanup_waits_for_a_release_holding_the_pod_lock(root):
     held, release = threading.Event(), threading.Event()
 
     def hold():
-        with locking.holding(root, "pod:staging/web/frontend/1.0.0"):
+        with locks.holding(root, "pod:staging/web/frontend/1.0.0"):
             held.set()
             release.wait(30)
 

@@ -89,8 +89,8 @@ def test_a_lock_held_by_a_killed_process_does_not_block(tmp_path):
     root = build_logging_root(tmp_path / "root")
     holder = subprocess.Popen(
         [sys.executable, "-c", (
-            "import sys, time; from pathlib import Path; from podrelease.core import locks as locking\n"
-            "with locking.holding(Path(sys.argv[1]), 'image:svc/api/1.0.0'):\n"
+            "import sys, time; from pathlib import Path; from podrelease.core import locks\n"
+            "with locks.holding(Path(sys.argv[1]), 'image:svc/api/1.0.0'):\n"
             "    print('held', flush=True); time.sleep(600)\n"
         ), str(root)],
         stdout=subprocess.PIPE, text=True,

@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..core import fsops as atomic
+from ..core import fsops
 from ..core.errors import ContractError, UserError
 from ..core.hashing import sha512_file
 from ..core.health import health_json
@@ -171,7 +171,7 @@ def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
     final = root.pod_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
     if (final / POD_JSON).is_file():
         return
-    if atomic.in_the_way(final):
+    if fsops.in_the_way(final):
         # not ours: a pod directory appears whole, with its pod.json, or not at all
         raise UserError(
             root.shown(final) + "/", None,
@@ -181,14 +181,14 @@ def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
     ids = {b.name: image_id(root, b) for b in pod.images}
     apps = {b.name: imaging.read_manifest(root.image_dir(b.rule.label, b.version)).get("app") for b in pod.images}
     ocis = {b.name: oci_digest(root, b) for b in pod.images}
-    with atomic.building_dir(final) as tmp:
+    with fsops.building_dir(final) as tmp:
         for build in pod.images:
             target = root.image_dir(build.rule.label, build.version)
             os.symlink(os.path.relpath(target, final), tmp / build.rule.label.name)
         files = {v.mount.name: _link_volume(root, pod, v, final, tmp) for v in pod.volumes}
         for relative in pod.rule.files:
             _copy_file(root, pod, relative, tmp)
-        atomic.write_file(tmp / POD_JSON, dumps(pod_json(pod, ids, apps, files, ocis)))
+        fsops.write_file(tmp / POD_JSON, dumps(pod_json(pod, ids, apps, files, ocis)))
 
 
 def _link_volume(root: ReleaseRoot, pod: PodAssembly, volume: PodVolume, final: Path, tmp: Path) -> list[dict]:
@@ -214,7 +214,7 @@ def _copy_file(root: ReleaseRoot, pod: PodAssembly, relative: str, tmp: Path) ->
         raise UserError(pod.rule.shown, pod.rule.line, f"pod file {relative!r} is not a file inside {root.shown(pod.rule.folder)}/")
     destination = tmp / os.path.basename(relative)
     shutil.copyfile(source, destination)
-    os.chmod(destination, atomic.ARTIFACT_FILE_MODE)
+    os.chmod(destination, fsops.ARTIFACT_FILE_MODE)
 
 
 # ---------------------------------------------------------------- tip
@@ -238,4 +238,4 @@ def update_tip(root: ReleaseRoot, tip: TipUpdate) -> None:
         if link.is_symlink():
             link.unlink()
         return
-    atomic.replace_symlink(link, target)
+    fsops.replace_symlink(link, target)

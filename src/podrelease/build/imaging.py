@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from ..core import fsops as atomic
+from ..core import fsops
 from ..core.errors import UserError
 from ..core.hashing import HashingWriter
 from ..model.rules import ImageRule
@@ -87,7 +87,7 @@ def build_image(
     its files came from) is recorded in build.json as it is. The rootfs is checked before anything
     is written, so a mistake in the rule leaves no trace.
     """
-    if atomic.in_the_way(image_dir):
+    if fsops.in_the_way(image_dir):
         # callers build only when there is no sha512: whatever is there is not a whole image
         raise UserError(
             _shown_image_dir(rule, version, image_dir), None,
@@ -100,9 +100,9 @@ def build_image(
     manifest = manifest_bytes(image_manifest(rule, version))
     tree = rootfs_tree(rule)
     aci_hash = hashlib.sha512()  # of image.aci as stored: lets `doit verify` see any changed byte
-    with atomic.building_dir(image_dir) as tmp:
+    with fsops.building_dir(image_dir) as tmp:
         extracted = tmp / BASE_NAME
-        atomic.make_dirs(tmp / oci.LAYOUT_DIR)
+        fsops.make_dirs(tmp / oci.LAYOUT_DIR)
         # the rootfs again, as the OCI image's layer; uncompressed, as `LAYER_COMPRESSION` says why
         with oci.LayerSink(tmp / oci.LAYOUT_DIR, LAYER_COMPRESSION) as layer:
             outputs = _Outputs(aci_hash, layer)
@@ -116,12 +116,12 @@ def build_image(
                 staging.remove_tree(extracted)
             config = oci.OciConfig.from_app(rule.app, os=rule.os, arch=rule.arch, image_id=f"sha512-{sha512}")
             oci_digest = oci.write_layout(tmp / oci.LAYOUT_DIR, layer, config, version)
-        atomic.write_file(tmp / SHA512_FILE, f"{sha512}\n".encode())
+        fsops.write_file(tmp / SHA512_FILE, f"{sha512}\n".encode())
         record = build_record(rule, version, sha512, tree, digests, aci_hash.hexdigest())
         record["oci"] = oci_digest
         if source:
             record["source"] = source
-        atomic.write_file(tmp / BUILD_RECORD_FILE, json.dumps(record, sort_keys=True, indent=2).encode() + b"\n")
+        fsops.write_file(tmp / BUILD_RECORD_FILE, json.dumps(record, sort_keys=True, indent=2).encode() + b"\n")
     return sha512
 
 
@@ -202,9 +202,9 @@ def _write_aci(path: Path, entries: Iterable[Entry], file_digests: dict[str, str
 
     `outputs.aci_hash` is fed the compressed bytes as they are written.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, atomic.ARTIFACT_FILE_MODE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, fsops.ARTIFACT_FILE_MODE)
     with open(fd, "wb") as out:
-        os.fchmod(fd, atomic.ARTIFACT_FILE_MODE)
+        os.fchmod(fd, fsops.ARTIFACT_FILE_MODE)
         with ParallelGzipWriter(HashingWriter(out, outputs.aci_hash)) as gzip:
             return write_tar(entries, gzip, file_digests, subtree=(outputs.layer, STAGING_NAME))
 

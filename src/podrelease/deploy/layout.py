@@ -75,7 +75,7 @@ class Layout:
 
     def staging(self, what: str) -> Path:
         """A new private directory for a command's work, on DIR's filesystem."""
-        # `.tmp-<what>-<pid>-<random>`: the naming `atomic.sweep` reads the owner's pid from
+        # `.tmp-<what>-<pid>-<random>`: the naming `fsops.sweep` reads the owner's pid from
         return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{what}-{os.getpid()}-", dir=self.root))
 
     def walk_pods(self) -> Iterator[tuple[str, Path]]:

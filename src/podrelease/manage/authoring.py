@@ -21,8 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from ..core import fsops as atomic
-from ..core import git
+from ..core import fsops, git
 from ..core.errors import PodJsonError, UserError
 from ..core.names import Label, PodVersion, check_ac_name, check_label_path, check_segment, check_version, quoted, version_key
 from ..core.podjson import PodJson, read_pod_json
@@ -204,11 +203,11 @@ def write_instruction(root: ReleaseRoot, target: PodVersion, document: dict, bui
     """Check it, then make it appear whole, or not at all."""
     check_instruction(root, target, document, build_files)
     path = root.instruction(target.channel, target.pod, target.version)
-    atomic.make_dirs(path.parent)
-    atomic.sweep(path.parent)
-    tmp = path.parent / f"{atomic.TMP_PREFIX}{path.name}-{os.getpid()}-{os.urandom(4).hex()}"
+    fsops.make_dirs(path.parent)
+    fsops.sweep(path.parent)
+    tmp = path.parent / f"{fsops.TMP_PREFIX}{path.name}-{os.getpid()}-{os.urandom(4).hex()}"
     try:
-        atomic.write_file(tmp, render(document).encode())
+        fsops.write_file(tmp, render(document).encode())
         _fsync(tmp)
         # read back as a release would: what is written is what was planned
         instructions.load_instruction(InstructionPath(tmp, root.shown(path), target.channel, target.pod, target.version))
@@ -216,7 +215,7 @@ def write_instruction(root: ReleaseRoot, target: PodVersion, document: dict, bui
             os.link(tmp, path)
         except FileExistsError:
             raise refuse(f"{root.shown(path)} already exists; instructions are never overwritten (release a new version)") from None
-        atomic.fsync_dir(path.parent)
+        fsops.fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return path

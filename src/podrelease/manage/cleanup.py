@@ -12,7 +12,7 @@ Three steps, kept apart so the decision can be tested without a disk:
    nor a pending instruction refers to.
 3. `remove` carries it out, holding the same per-artifact locks as a
    release. Each directory is renamed to a `.tmp-` sibling (the name
-   `atomic.sweep` recognises) before it is deleted, so a reader sees it
+   `fsops.sweep` recognises) before it is deleted, so a reader sees it
    whole or not at all, and a crash leaves only a dot-named leftover that
    the next build or cleanup in that folder sweeps away.
 
@@ -35,8 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..build import imaging
-from ..core import fsops as atomic
-from ..core import locks as locking
+from ..core import fsops, locks
 from ..core.errors import PodJsonError, UserError
 from ..core.names import Label, PodVersion, check_ac_name, check_label_path, check_version, version_key
 from ..core.podjson import read_pod_json
@@ -236,7 +235,7 @@ def _references(root: ReleaseRoot, folder: Path) -> set[Artifact]:
         try:
             refs |= _named_in_pod_json(root, pod_json)
         except UserError:
-            if not folder.name.startswith(atomic.TMP_PREFIX):
+            if not folder.name.startswith(fsops.TMP_PREFIX):
                 raise  # a temporary's pod.json may be half-written: its links count
     return refs
 
@@ -342,7 +341,7 @@ def remove(root: ReleaseRoot, decision: Decision, say: Say) -> None:
         _remove_release(root, release, say)
     for artifact in decision.artifacts:
         path = artifact.path(root)
-        with locking.holding(root.path, artifact.lock):
+        with locks.holding(root.path, artifact.lock):
             if os.path.isdir(path):
                 discard(path)
                 say(f"removed {root.shown(path)}/")
@@ -351,15 +350,15 @@ def remove(root: ReleaseRoot, decision: Decision, say: Say) -> None:
 def _remove_release(root: ReleaseRoot, release: PodVersion, say: Say) -> None:
     """Instruction first, then the pod directory; never the version tip points at."""
     tip = root.tip(release.channel, release.pod)
-    with locking.holding(root.path, f"tip:{release.channel}/{release.pod.join()}"):
+    with locks.holding(root.path, f"tip:{release.channel}/{release.pod.join()}"):
         if tip.is_symlink() and os.readlink(tip) == release.version:
             say(f"kept {release}: tip points at it now")
             return
-        with locking.holding(root.path, f"pod:{release}"):
+        with locks.holding(root.path, f"pod:{release}"):
             instruction = root.instruction(release.channel, release.pod, release.version)
             if instruction.is_file():
                 instruction.unlink()
-                atomic.fsync_dir(instruction.parent)
+                fsops.fsync_dir(instruction.parent)
                 say(f"removed {root.shown(instruction)}")
             pod_dir = root.pod_dir(release.channel, release.pod, release.version)
             if pod_dir.is_dir():
@@ -370,12 +369,12 @@ def _remove_release(root: ReleaseRoot, release: PodVersion, say: Say) -> None:
 def discard(path: Path) -> None:
     """Rename away, then delete: readers never see a half-deleted directory.
 
-    The `.tmp-<name>-<pid>-<random>` name is the one `atomic` gives its
+    The `.tmp-<name>-<pid>-<random>` name is the one `fsops` gives its
     temporaries, so a leftover of a killed cleanup is swept like theirs.
     """
-    aside = path.parent / f"{atomic.TMP_PREFIX}{path.name}-{os.getpid()}-{os.urandom(4).hex()}"
+    aside = path.parent / f"{fsops.TMP_PREFIX}{path.name}-{os.getpid()}-{os.urandom(4).hex()}"
     os.rename(path, aside)
-    atomic.fsync_dir(path.parent)
+    fsops.fsync_dir(path.parent)
     shutil.rmtree(aside)
 
 
@@ -391,7 +390,7 @@ def sweep_leftovers(root: ReleaseRoot) -> None:
             if POD_JSON in filenames or any(name in IMAGE_FILES for name in filenames):
                 dirnames[:] = []
                 continue
-            atomic.sweep(Path(dirpath))
+            fsops.sweep(Path(dirpath))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and os.path.isdir(os.path.join(dirpath, d)))
 
 
@@ -412,7 +411,7 @@ def cleanup(root: ReleaseRoot, options: Options, say: Say) -> Decision:
         raise refuse(f"--keep must be 0 or more (got {options.keep})")
     # a refusal or a dry run writes nothing, not even a lock file: check first, lock after
     found = checked_survey(root, options)
-    with nullcontext() if options.dry_run else locking.holding(root.path, "cleanup"):
+    with nullcontext() if options.dry_run else locks.holding(root.path, "cleanup"):
         if not options.dry_run:
             sweep_leftovers(root)
             found = checked_survey(root, options)  # as it is now that no other cleanup runs

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..build.archive import Entry, ParallelGzipWriter, SourceChangedError, sort_key, write_tar
-from ..core import fsops as atomic
-from ..core import locks as locking
+from ..core import fsops, locks
 from ..core.hashing import sha512_file
 from ..core.names import Label, check_version, quoted
 from ..model.layout import ReleaseRoot
@@ -106,11 +105,11 @@ def _entry(source: Path, full: str, inside: str) -> Entry:
 
 def write_tarball(entries: list[Entry], path: Path) -> None:
     """The gzip-compressed tar of `entries`, created new (never over an existing file)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, atomic.ARTIFACT_FILE_MODE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, fsops.ARTIFACT_FILE_MODE)
     with os.fdopen(fd, "wb") as out:
         with ParallelGzipWriter(out) as gz:
             write_tar(entries, gz)
-    os.chmod(path, atomic.ARTIFACT_FILE_MODE)
+    os.chmod(path, fsops.ARTIFACT_FILE_MODE)
 
 
 def create_volume(root: ReleaseRoot, volume: VolumeVersion, source: Path) -> Created:
@@ -125,10 +124,10 @@ def create_volume(root: ReleaseRoot, volume: VolumeVersion, source: Path) -> Cre
     _refuse_existing(root, final)
     entries = tar_entries(source)
     name = volume.label.name + TARBALL_SUFFIX
-    with locking.holding(root.path, volume.lock):
+    with locks.holding(root.path, volume.lock):
         _refuse_existing(root, final)
         try:
-            with atomic.building_dir(final) as tmp:
+            with fsops.building_dir(final) as tmp:
                 write_tarball(entries, tmp / name)
         except SourceChangedError as err:
             raise refuse(f"{err}; nothing was created") from None
