@@ -17,6 +17,8 @@ from podrelease.deploy.runtime.podman import Podman, PodmanError, image_name
 
 from podmanhelpers import busybox_layout, free_port, install, pod_document, podman_env  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.slow  # starts, probes and stops real podman pods
+
 LABEL = Label.parse("//web:frontend")
 PAGE = b"<h1>hello from a volume</h1>\n"
 STOP = 1  # seconds: busybox httpd as PID 1 ignores SIGTERM, so every stop waits for the SIGKILL

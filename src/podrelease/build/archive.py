@@ -25,14 +25,32 @@ from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
+
+from isal import isal_zlib
 
 from ..core.hashing import Writable
 
 CHUNK_SIZE = 1 << 20  # file data is read (and hashed) this much at a time
 BLOCK_SIZE = 1 << 20  # gzip input block compressed by one worker
 WINDOW_SIZE = 1 << 15  # deflate's window: the dictionary each block is primed with
-GZIP_LEVEL = 6
+GZIP_LEVEL = 3  # ISA-L's best level
+
+
+@dataclass(frozen=True)
+class Deflate:
+    """Which raw deflate compresses the blocks, at which level."""
+
+    library: Any  # a zlib-like module: compressobj, DEFLATED, MAX_WBITS, Z_SYNC_FLUSH, Z_FINISH
+    level: int
+
+
+# ISA-L's deflate (python-isal) runs about 3x zlib's at level 6 for a few percent more
+# bytes: right for image.aci, whose id is the sha512 of the *uncompressed* tar.
+FAST = Deflate(isal_zlib, GZIP_LEVEL)
+# zlib's: the same bytes from any machine's zlib, for artifacts identified by their
+# compressed bytes (a volume tarball's sha512 is what pod.json records).
+PORTABLE = Deflate(zlib, 6)
 # ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=255 (unknown): no name, no time, no host.
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
@@ -228,7 +246,7 @@ class ParallelGzipWriter:
     """A write-only file that gzips what it is given on all cores, like pigz.
 
     Input is cut into fixed `block_size` blocks; each is raw-deflated by a
-    worker thread (zlib releases the GIL) with the previous 32 KiB as its
+    worker thread (ISA-L releases the GIL, as zlib does) with the previous 32 KiB as its
     dictionary, sync-flushed so blocks concatenate into one deflate stream,
     and the last one finished. Because block boundaries never depend on the
     number of workers, the output bytes don't either.
@@ -245,14 +263,14 @@ class ParallelGzipWriter:
         self,
         out: Writable,
         *,
-        level: int = GZIP_LEVEL,
+        deflate: Deflate = FAST,
         block_size: int = BLOCK_SIZE,
         workers: int | None = None,
     ):
         if block_size < WINDOW_SIZE:
             raise ValueError(f"block_size must be at least {WINDOW_SIZE} to hold a full dictionary")
         self._out = out
-        self._level = level
+        self._deflate = deflate
         workers = workers or default_workers()
         self._max_in_flight = 2 * workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="gzip")
@@ -314,7 +332,7 @@ class ParallelGzipWriter:
         block = memoryview(self._block)[: self._filled]
         self._crc = zlib.crc32(block, self._crc)
         self._size += len(block)
-        future = self._pool.submit(_deflate_block, block, self._dictionary, self._level, last)
+        future = self._pool.submit(_deflate_block, block, self._dictionary, self._deflate, last)
         self._in_flight.append((future, self._block))
         self._dictionary = bytes(block[-WINDOW_SIZE:])  # a copy: the block will be reused
         self._block = self._spare.pop() if self._spare else bytearray(len(self._block))
@@ -329,15 +347,16 @@ class ParallelGzipWriter:
         self._spare.append(block)
 
 
-def _deflate_block(block: memoryview, dictionary: bytes, level: int, last: bool) -> list[bytes]:
+def _deflate_block(block: memoryview, dictionary: bytes, deflate: Deflate, last: bool) -> list[bytes]:
     """Raw-deflate one block so that it continues the stream the previous block began.
 
     Priming with the previous block's tail lets matches reach back across the
     boundary, so compression is as good as a single-threaded stream's. The
     two pieces are returned unjoined to save a copy.
     """
+    lib = deflate.library
     if dictionary:
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=dictionary)
+        compressor = lib.compressobj(deflate.level, lib.DEFLATED, -lib.MAX_WBITS, zdict=dictionary)
     else:
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return [compressor.compress(block), compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)]
+        compressor = lib.compressobj(deflate.level, lib.DEFLATED, -lib.MAX_WBITS)
+    return [compressor.compress(block), compressor.flush(lib.Z_FINISH if last else lib.Z_SYNC_FLUSH)]

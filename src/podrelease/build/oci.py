@@ -252,7 +252,7 @@ class _Plain:
 
 
 # `archive.ParallelGzipWriter` is looked up at each use, so its worker count follows `archive.default_workers`.
-GZIP = Compression(MEDIA_LAYER_GZIP, lambda out: archive.ParallelGzipWriter(out))
+GZIP = Compression(MEDIA_LAYER_GZIP, lambda out: archive.ParallelGzipWriter(out, deflate=archive.PORTABLE))  # a blob is its bytes
 UNCOMPRESSED = Compression(MEDIA_LAYER_TAR, _Plain)
 
 

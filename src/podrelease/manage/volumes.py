@@ -25,7 +25,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..build.archive import Entry, ParallelGzipWriter, SourceChangedError, sort_key, write_tar
+from ..build.archive import PORTABLE, Entry, ParallelGzipWriter, SourceChangedError, sort_key, write_tar
 from ..core import fsops, locks
 from ..core.hashing import sha512_file
 from ..core.names import Label, check_version, quoted
@@ -107,7 +107,7 @@ def write_tarball(entries: list[Entry], path: Path) -> None:
     """The gzip-compressed tar of `entries`, created new (never over an existing file)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, fsops.ARTIFACT_FILE_MODE)
     with os.fdopen(fd, "wb") as out:
-        with ParallelGzipWriter(out) as gz:
+        with ParallelGzipWriter(out, deflate=PORTABLE) as gz:  # its bytes are its identity
             write_tar(entries, gz)
     os.chmod(path, fsops.ARTIFACT_FILE_MODE)
 
