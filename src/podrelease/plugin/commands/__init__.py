@@ -12,9 +12,10 @@ the commands do lives in `podrelease.verify` and `podrelease.manage`.
 """
 
 from .cleanup import Cleanup
+from .doit_commands import Help, Info, List
 from .new import New
 from .promote import Promote
 from .verify import Verify
 from .volume_create import VolumeCreate
 
-__all__ = ["Cleanup", "New", "Promote", "Verify", "VolumeCreate"]
+__all__ = ["Cleanup", "Help", "Info", "List", "New", "Promote", "Verify", "VolumeCreate"]
