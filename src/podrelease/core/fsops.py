@@ -131,11 +131,11 @@ def replace_file(path: Path, data: bytes, mode: int = ARTIFACT_FILE_MODE) -> Non
 
 
 def write_file(path: Path, data: bytes, mode: int = ARTIFACT_FILE_MODE) -> None:
-    """Write a small file whose mode does not depend on the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    """Create `path` (it must not exist) holding `data`, with exactly `mode` whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
-    os.chmod(path, mode)
+        os.fchmod(out.fileno(), mode)
 
 
 def fsync_dir(path: Path) -> None:

@@ -15,11 +15,10 @@ rollback was going back to; `current` itself is always a complete link.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from ..core.fsops import TMP_PREFIX, replace_symlink
-from .layout import CURRENT, HISTORY, current, json_bytes, write_new
+from ..core.fsops import replace_file, replace_symlink
+from .layout import CURRENT, HISTORY, current, json_bytes
 
 
 def read_history(pod_dir: Path) -> list[str]:
@@ -37,9 +36,7 @@ def write_history(pod_dir: Path, history: list[str]) -> None:
     if not history:
         path.unlink(missing_ok=True)
         return
-    tmp = pod_dir / f"{TMP_PREFIX}history-{os.getpid()}-{os.urandom(4).hex()}"
-    write_new(tmp, json_bytes(history))
-    os.replace(tmp, path)
+    replace_file(path, json_bytes(history))
 
 
 def point_current(pod_dir: Path, version: str, push: bool = True) -> str | None:

@@ -40,7 +40,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from ..core.errors import ContractError
-from ..core.fsops import fsync_dir, fsync_tree, make_dirs, sweep
+from ..core.fsops import fsync_dir, fsync_tree, make_dirs, sweep, write_file
 from ..core.hashing import (
     AciIdCheck,
     RecordingCheck,
@@ -61,7 +61,6 @@ from .layout import (
     Layout,
     current,
     json_bytes,
-    write_new,
 )
 from .records import write_record
 from .sources import TAR_SUFFIXES, Source, open_source
@@ -192,7 +191,7 @@ def _stage_images(layout: Layout, pod: PodJson, source: Source, staging: Path, c
         where = _make_dirs(staging, ("images", image.id))
         sha512_text = source.read_small(image.sha512_path, MAX_SHA512_FILE)
         check_sha512_file(sha512_text, image.id, source.describe(image.sha512_path))
-        write_new(where / "sha512", (image.digest + "\n").encode())
+        write_file(where / "sha512", (image.digest + "\n").encode())
         shown = source.describe(image.path)
         source.fetch(image.path, where / "image.aci", partial(AciIdCheck, image.id, shown))
         if image.oci is not None:
@@ -204,7 +203,7 @@ def _stage_images(layout: Layout, pod: PodJson, source: Source, staging: Path, c
 def _stage_version(layout: Layout, pod: PodJson, source: Source, staging: Path, final: Path) -> Path:
     """The version directory, complete with its record, at `staging/version`."""
     vstage = _make_dirs(staging, ("version",))
-    write_new(vstage / "pod.json", pod.raw)
+    write_file(vstage / "pod.json", pod.raw)
 
     if pod.images:
         links = _make_dirs(vstage, ("images",))
@@ -243,7 +242,7 @@ def _stage_version(layout: Layout, pod: PodJson, source: Source, staging: Path, 
         dest = _make_dirs(vstage, ("files", *parts[:-1])) / parts[-1]
         source.fetch(name, dest, RecordingCheck)
 
-    write_new(vstage / POD_MANIFEST, json_bytes(manifest_with_sources(pod, sources)))
+    write_file(vstage / POD_MANIFEST, json_bytes(manifest_with_sources(pod, sources)))
     write_record(vstage, pod)
     return vstage
 

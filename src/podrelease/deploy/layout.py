@@ -147,9 +147,3 @@ def json_bytes(doc: object) -> bytes:
     return (json.dumps(doc, indent=2) + "\n").encode()
 
 
-def write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Create `path` (it must not exist) holding `data`, with exactly `mode`."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        os.fchmod(out.fileno(), mode)

@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 
 from ..core.errors import ContractError
-from ..core.fsops import make_dirs
+from ..core.fsops import make_dirs, write_file
 from ..core.hashing import Sha256Check
 from ..core.oci import (
     INDEX_FILE,
@@ -40,7 +40,6 @@ from ..core.oci import (
     parse_manifest,
 )
 from ..core.podjson import ImageRef
-from .layout import write_new
 from .sources import Source
 
 
@@ -72,8 +71,8 @@ def stage(source: Source, image: ImageRef, where: Path) -> None:
     for blob in manifest.blobs():
         fetch(blob["digest"])
     descriptor = {"mediaType": MEDIA_MANIFEST, "digest": image.oci, "size": len(data)}
-    write_new(layout / LAYOUT_FILE, layout_bytes())
-    write_new(layout / INDEX_FILE, index_bytes(descriptor, image.version))
+    write_file(layout / LAYOUT_FILE, layout_bytes())
+    write_file(layout / INDEX_FILE, index_bytes(descriptor, image.version))
     # The strict reader of the release side agrees that this is the layout: sizes, diff_ids.
     if manifest_digest(layout, image.version) != image.oci:
         raise ContractError(f"image {image.name}: the staged OCI layout does not tag {image.oci}")

@@ -15,10 +15,11 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.fsops import write_file
 from ..core.hashing import sha512_file, short
 from ..core.names import Label, version_key
 from ..core.podjson import PodJson
-from .layout import RECORD, Layout, current, json_bytes, read_pod, write_new
+from .layout import RECORD, Layout, current, json_bytes, read_pod
 
 RECORD_FORMAT = 1
 
@@ -148,4 +149,4 @@ def write_record(vdir: Path, pod: PodJson) -> None:
         "images": {image.name: image.id for image in pod.images},
         "tree": scan_tree(vdir),
     }
-    write_new(vdir / RECORD, json_bytes(record))
+    write_file(vdir / RECORD, json_bytes(record))

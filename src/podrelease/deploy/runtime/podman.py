@@ -176,19 +176,11 @@ class Podman:
         self.run("untag", ids[-1], LOAD_NAME, check=False)
         return True
 
-    def remove_image(self, name: str) -> None:
-        """Remove the image `name` (nothing if absent; an error if a container uses it)."""
-        self.run("rmi", "--ignore", name)
-
     # pods
 
     def kube_play(self, yaml_text: str, timeout: float = 120.0) -> None:
         """Create and start the pod the YAML describes (from stdin: nothing is written)."""
         self.run("kube", "play", "--quiet", "-", input=yaml_text, timeout=timeout)
-
-    def kube_down(self, yaml_text: str, timeout: float = 120.0) -> None:
-        """Stop and remove the pod the YAML describes (podman's own stop timeout applies)."""
-        self.run("kube", "down", "-", input=yaml_text, timeout=timeout)
 
     def pod_exists(self, name: str) -> bool:
         return self._exists("pod", name)
@@ -201,10 +193,6 @@ class Podman:
         if isinstance(doc, list):  # podman 5 answers a list, podman 4 one object
             doc = doc[0] if doc else None
         return doc if isinstance(doc, dict) else None
-
-    def pod_running(self, name: str) -> bool:
-        doc = self.pod_inspect(name)
-        return doc is not None and doc.get("State") == "Running"
 
     def pods(self, label: str, value: str) -> list[dict]:
         """Every pod labelled `label=value` (`podman pod ps` JSON: Name, Status, Labels, Containers)."""
