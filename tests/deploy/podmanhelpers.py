@@ -14,9 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from podrelease.core.podjson import PodJson, parse_document
+
+from httpservers import free_port  # noqa: F401 (re-exported for the deploy tests)
 
 CONTAINERS_CONF = """\
 [containers]
@@ -67,17 +67,6 @@ def build_busybox_layout(where: Path, tag: str = IMAGE_VERSION) -> Path:
     return where
 
 
-def free_port() -> int:
-    """A high port nothing listens on (random, so parallel runs rarely collide)."""
-    for _ in range(100):
-        port = random.randint(30000, 60000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 @dataclass
