@@ -7,7 +7,6 @@ old one, so a reader sees either the old state or the new, never a mix.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -18,6 +17,7 @@ from ..core.errors import ContractError, UserError
 from ..core.hashing import sha512_file
 from ..core.health import health_json
 from ..core.names import Label
+from ..core.podjson import json_bytes
 from ..model.layout import POD_JSON, ReleaseRoot
 from ..model.plan import ImageBuild, PodAssembly, PodVolume, TipUpdate
 from ..model.tip import released_versions, tip_version
@@ -159,10 +159,6 @@ def pod_json(
     return document
 
 
-def dumps(document: dict) -> bytes:
-    return (json.dumps(document, indent=2) + "\n").encode()
-
-
 # ---------------------------------------------------------------- writing
 
 
@@ -188,7 +184,7 @@ def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
         files = {v.mount.name: _link_volume(root, pod, v, final, tmp) for v in pod.volumes}
         for relative in pod.rule.files:
             _copy_file(root, pod, relative, tmp)
-        fsops.write_file(tmp / POD_JSON, dumps(pod_json(pod, ids, apps, files, ocis)))
+        fsops.write_file(tmp / POD_JSON, json_bytes(pod_json(pod, ids, apps, files, ocis)))
 
 
 def _link_volume(root: ReleaseRoot, pod: PodAssembly, volume: PodVolume, final: Path, tmp: Path) -> list[dict]:

@@ -161,6 +161,12 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
     return doc
 
 
+def json_bytes(document: object) -> bytes:
+    """How podrelease writes JSON for people and machines alike: indented, ending in a newline
+    (pod.json, and ops-onboard's records)."""
+    return (json.dumps(document, indent=2) + "\n").encode()
+
+
 def read_pod_json(path: Path | str, shown: str | None = None) -> PodJson:
     """The one way to read a `pod.json` file: a regular file (never through a symlink),
     at most MAX_POD_JSON bytes, checked by `parse_pod_json`.

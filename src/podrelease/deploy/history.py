@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 
 from ..core.fsops import replace_file, replace_symlink
-from .layout import CURRENT, HISTORY, current, json_bytes
+from ..core.podjson import json_bytes
+from .layout import CURRENT, HISTORY, current
 
 
 def read_history(pod_dir: Path) -> list[str]:

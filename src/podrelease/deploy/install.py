@@ -49,7 +49,7 @@ from ..core.hashing import (
     short,
 )
 from ..core.names import Label
-from ..core.podjson import MAX_POD_JSON, PodJson, manifest_with_sources, parse_pod_json
+from ..core.podjson import MAX_POD_JSON, PodJson, json_bytes, manifest_with_sources, parse_pod_json
 from ..core.safetar import extract
 from . import ocilayout
 from .checks import MAX_SHA512_FILE, ImageChecks, check_image, check_version
@@ -60,7 +60,6 @@ from .layout import (
     RECORD,
     Layout,
     current,
-    json_bytes,
 )
 from .records import write_record
 from .sources import TAR_SUFFIXES, Source, open_source

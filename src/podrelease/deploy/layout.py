@@ -32,7 +32,6 @@ modules that do.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -141,9 +140,5 @@ def read_pod(vdir: Path) -> PodJson | None:
 
 
 # -- the two ways files under DIR are written ----------------------------------
-
-
-def json_bytes(doc: object) -> bytes:
-    return (json.dumps(doc, indent=2) + "\n").encode()
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from ..core.fsops import write_file
 from ..core.hashing import sha512_file, short
 from ..core.names import Label, version_key
-from ..core.podjson import PodJson
-from .layout import RECORD, Layout, current, json_bytes, read_pod
+from ..core.podjson import PodJson, json_bytes
+from .layout import RECORD, Layout, current, read_pod
 
 RECORD_FORMAT = 1
 
