@@ -2,7 +2,9 @@
 # Installs what podrelease and its tests need on a fresh Debian machine:
 # Debian's appc-spec (actool), nginx-light and curl; the container tools the
 # runtime and its tests use (podman, skopeo, umoci, runc, catatonit,
-# busybox-static); then this package with its test and lint extras, at the
+# busybox-static); OpenSSH's ssh-keygen (signatures); the CNCF distribution
+# registry (docker-registry) and htpasswd (apache2-utils) that the registry
+# tests run on 127.0.0.1; then this package with its test and lint extras, at the
 # exact versions of constraints.txt.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,6 +16,9 @@ for tool in curl pigz podman skopeo umoci runc catatonit; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ -x /bin/busybox ] || missing+=(busybox-static)
+command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
