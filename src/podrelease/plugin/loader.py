@@ -40,8 +40,7 @@ def doit_config(root: ReleaseRoot) -> dict:
         "backend": "podrelease",  # sqlite3, one query to load, safe for concurrent runs
         "dep_file": str(root.path / ".doit.db"),
         "reporter": ReleaseReporter,
-        # plain `doit list` shows every release with its status (R pending, U released)
-        "subtasks": True,
+        # `doit list --all` shows each task's status (plain `doit list` is podrelease's own)
         "status": True,
     }
 

@@ -12,7 +12,8 @@ the commands do lives in `podrelease.verify` and `podrelease.manage`.
 """
 
 from .cleanup import Cleanup
-from .doit_commands import Help, Info, List
+from .doit_commands import Help, Info
+from .listing import List
 from .new import New
 from .promote import Promote
 from .verify import Verify

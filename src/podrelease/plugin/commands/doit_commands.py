@@ -1,4 +1,4 @@
-"""doit's own `list`, `info` and `help`, registered in their place so they never print a traceback.
+"""doit's own `info` and `help` (and `list`, see listing.py), registered in their place so they never print a traceback.
 
 - Output piped into something that stops reading (`doit list | head`) ends
   quietly with exit 0, as `git log | head` does: a closed pipe is not an error.
@@ -17,24 +17,15 @@ import sys
 
 from doit.cmd_help import Help as DoitHelp
 from doit.cmd_info import Info as DoitInfo
-from doit.cmd_list import List as DoitList
 from doit.exceptions import InvalidCommand
 
 from .base import USAGE_ERROR
 
 
-def _reader_gone() -> int:
+def reader_gone() -> int:
     """The reader of stdout has gone: point stdout at /dev/null so exit's flush cannot fail."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
-
-
-class List(DoitList):
-    def execute(self, params, args):
-        try:
-            return super().execute(params, args)
-        except BrokenPipeError:
-            return _reader_gone()
 
 
 class Help(DoitHelp):
@@ -42,7 +33,7 @@ class Help(DoitHelp):
         try:
             return super().execute(params, args)
         except BrokenPipeError:
-            return _reader_gone()
+            return reader_gone()
 
 
 class Info(DoitInfo):
@@ -61,4 +52,4 @@ class Info(DoitInfo):
             sys.stderr.write(f"doit info: {err}\n")
             return USAGE_ERROR
         except BrokenPipeError:
-            return _reader_gone()
+            return reader_gone()
