@@ -16,16 +16,20 @@ still counts for tip, as it does for `doit` (its yanking cannot be known).
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..core.errors import UserError, UserErrors
 from ..core.names import Label, version_key
 from . import instructions
+from .cache import InstructionCache
 from .instructions import Instruction
 from .layout import POD_JSON, InstructionPath, ReleaseRoot, scan_channels
 from .tip import tip_version
+
+TASK_PREFIX = "release:"
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,14 @@ class PodStatus:
     def newest(self) -> str | None:
         """The highest released, not yanked version: what another channel could promote."""
         return tip_version(self.released)
+
+
+def read(root: ReleaseRoot) -> list[PodStatus]:
+    """`survey` through (and then saving) the instruction cache."""
+    cache = InstructionCache(root)
+    pods = survey(root, cache.load)
+    cache.save()
+    return pods
 
 
 def survey(root: ReleaseRoot, load: Callable[[InstructionPath], Instruction] | None = None) -> list[PodStatus]:
@@ -166,3 +178,35 @@ def candidates(pods: Iterable[PodStatus]) -> list[str]:
         for end in range(1, len(parts) + 1):
             names.add("/".join(parts[:end]))
     return sorted(names)
+
+
+def select(pods: list[PodStatus], filters: list[str], command: str) -> list[PodStatus]:
+    """The pods (and versions) the filters name, in path order; an unknown filter is a LookupError."""
+    if not filters:
+        return pods
+    wanted: dict[str, set[str] | None] = {}  # pod name -> its selected versions (None: all)
+    for text in filters:
+        selector = text.removeprefix(TASK_PREFIX)
+        picked = [p for p in pods if matches(p, selector)]
+        for pod in picked:
+            wanted[pod.name] = None
+        if not picked and "/" in selector:  # release:<channel>/<label_path>/<pod>/<version>
+            head, _, version = selector.rpartition("/")
+            picked = [p for p in pods if p.name == head and any(v.version == version for v in p.versions)]
+            for pod in picked:
+                versions = wanted.setdefault(pod.name, set())
+                if versions is not None:
+                    versions.add(version)
+        if not picked:
+            raise LookupError(unknown(text, candidates(pods), command))
+    return [
+        pod if wanted[pod.name] is None else replace(pod, versions=tuple(v for v in pod.versions if v.version in (wanted[pod.name] or ())))
+        for pod in pods if pod.name in wanted
+    ]
+
+
+def unknown(text: str, known: list[str], command: str) -> str:
+    """What a filter that selects nothing prints: the closest filters that select something."""
+    close = difflib.get_close_matches(text, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else f" (see `{command}` without arguments)"
+    return f"nothing matches {text!r}{hint}"

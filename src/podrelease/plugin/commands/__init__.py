@@ -16,7 +16,8 @@ from .doit_commands import Help, Info
 from .listing import List
 from .new import New
 from .promote import Promote
+from .status import Status
 from .verify import Verify
 from .volume_create import VolumeCreate
 
-__all__ = ["Cleanup", "Help", "Info", "List", "New", "Promote", "Verify", "VolumeCreate"]
+__all__ = ["Cleanup", "Help", "Info", "List", "New", "Promote", "Status", "Verify", "VolumeCreate"]

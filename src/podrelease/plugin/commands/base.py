@@ -27,12 +27,12 @@ class RootCommand(Command):
     doit's getopt stops at the first positional one.
     """
 
-    nargs = 0  # positional arguments the command takes
+    nargs: int | None = 0  # positional arguments the command takes (None: it checks them itself)
 
     def execute(self, params, args):
         try:
             args = self.interleaved(params, list(args))
-            if len(args) != self.nargs:
+            if self.nargs is not None and len(args) != self.nargs:
                 raise Usage(f"takes {self.nargs} argument{'s' if self.nargs != 1 else ''} ({self.doc_usage.strip()}); got {len(args)}")
             root = release_root(params)
             problem = root_problem(root)

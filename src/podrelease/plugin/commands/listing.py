@@ -23,61 +23,19 @@ Output into a closed pipe (`doit list | head`) ends quietly with exit 0.
 
 from __future__ import annotations
 
-import difflib
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from doit.cmd_list import List as DoitList
 
 from ...core.errors import PodreleaseError, UserError
 from ...model import overview
-from ...model.cache import InstructionCache
 from ...model.layout import ReleaseRoot
 from ..root import release_root, root_problem
 from .base import REFUSED, USAGE_ERROR
 from .doit_commands import reader_gone
 
-TASK_PREFIX = "release:"
-
-
-def pod_statuses(root: ReleaseRoot) -> list[overview.PodStatus]:
-    """The overview of the root, through (and then saving) the instruction cache."""
-    cache = InstructionCache(root)
-    pods = overview.survey(root, cache.load)
-    cache.save()
-    return pods
-
-
-def select(pods: list[overview.PodStatus], filters: list[str], command: str) -> list[overview.PodStatus]:
-    """The pods (and versions) the filters name, in path order; an unknown filter is a LookupError."""
-    if not filters:
-        return pods
-    wanted: dict[str, set[str] | None] = {}  # pod name -> its selected versions (None: all)
-    for text in filters:
-        selector = text.removeprefix(TASK_PREFIX)
-        picked = [p for p in pods if overview.matches(p, selector)]
-        for pod in picked:
-            wanted[pod.name] = None
-        if not picked and "/" in selector:  # release:<channel>/<label_path>/<pod>/<version>
-            head, _, version = selector.rpartition("/")
-            picked = [p for p in pods if p.name == head and any(v.version == version for v in p.versions)]
-            for pod in picked:
-                versions = wanted.setdefault(pod.name, set())
-                if versions is not None:
-                    versions.add(version)
-        if not picked:
-            raise LookupError(unknown(text, overview.candidates(pods), command))
-    return [
-        pod if wanted[pod.name] is None else replace(pod, versions=tuple(v for v in pod.versions if v.version in (wanted[pod.name] or ())))
-        for pod in pods if pod.name in wanted
-    ]
-
-
-def unknown(text: str, known: list[str], command: str) -> str:
-    close = difflib.get_close_matches(text, known, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(close)}?" if close else f" (see `doit {command}` without arguments)"
-    return f"nothing matches {text!r}{hint}"
+TASK_PREFIX = overview.TASK_PREFIX
 
 
 def release_lines(pods: list[overview.PodStatus], names_only: bool) -> list[str]:
@@ -149,8 +107,8 @@ searched upwards from the current folder."""
             sys.stderr.write(f"doit list: {problem}\n")
             return USAGE_ERROR
         try:
-            pods = pod_statuses(root)
-            chosen = select(pods, list(args), "list")
+            pods = overview.read(root)
+            chosen = overview.select(pods, list(args), "doit list")
         except LookupError as err:
             sys.stderr.write(f"doit list: {err.args[0]}\n")
             return USAGE_ERROR
@@ -170,7 +128,7 @@ searched upwards from the current folder."""
 
     def _execute(self, subtasks=False, quiet=True, status=False, private=False,
                  list_deps=False, template=None, sort="name", pos_args=None):
-        self.tips = {pod.name: pod for pod in pod_statuses(ReleaseRoot.from_environment(self.loader_root()))}
+        self.tips = {pod.name: pod for pod in overview.read(ReleaseRoot.from_environment(self.loader_root()))}
         return super()._execute(subtasks, quiet, status, private, list_deps, template, sort, pos_args)
 
     def loader_root(self):
