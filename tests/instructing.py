@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -23,7 +24,10 @@ def tip(root: Path, home: Path = FRONTEND) -> str:
     return os.readlink(root / home / "tip")
 
 
+SUMMARY = re.compile(r"\d+ images? built, \d+ pods? assembled, \d+ tips? moved")
+
+
 def failure_lines(result: subprocess.CompletedProcess) -> list[str]:
-    """What doit said on failure, minus its up-to-date and executed task lines."""
+    """What doit said on failure, minus its up-to-date and executed task lines, tip moves and summary."""
     lines = (result.stdout + result.stderr).splitlines()
-    return [line for line in lines if line.strip() and not line.startswith(("-- ", ".  "))]
+    return [line for line in lines if line.strip() and not line.startswith(("-- ", ".  ", "tip ")) and not SUMMARY.match(line)]

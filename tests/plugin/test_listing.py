@@ -62,7 +62,9 @@ def test_list_all_shows_every_task_and_where_each_tip_points(released_example):
     assert "U tip:prod/web/frontend                -> 1.1.0" in lines
 
 
-def test_plain_list_needs_no_build_file(tmp_path):
+def test_plain_list_refuses_a_broken_build_file_as_doit_does(tmp_path):
     root = copy_example(tmp_path / "root")
-    (root / "shipyard/web/build.yaml").write_text("images: [\n")
-    assert len(release_rows(doit(root, "list", check=True).stdout)) == 6
+    (root / "shipyard/web/build.yaml").write_text("images: {frontend: {rootfs: 7}}\n")
+    result = doit(root, "list")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith("shipyard/web/build.yaml:1: ")

@@ -2,9 +2,9 @@
 
 Read from the release root alone, without the plan: one walk of
 `channels/` (`layout.scan_channels`, the one scanner), the instructions
-(through the instruction cache), a stat of each pod directory's pod.json
-and one readlink per tip. A broken build file does not hide the overview;
-an instruction that does not load is a mistake, one line each.
+(through a loader the caller gives, such as the instruction cache), a
+stat of each pod directory's pod.json and one readlink per tip. An
+instruction that does not load is a mistake, one line each.
 
 A version is *released* when its pod directory holds a pod.json
 (`model.tip`'s definition), *pending* when its instruction is not yanked
@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from ..core.errors import UserError, UserErrors
 from ..core.names import Label, version_key
 from . import instructions
-from .cache import InstructionCache
 from .instructions import Instruction
 from .layout import POD_JSON, InstructionPath, ReleaseRoot, scan_channels
 from .tip import tip_version
@@ -77,14 +76,6 @@ class PodStatus:
     def newest(self) -> str | None:
         """The highest released, not yanked version: what another channel could promote."""
         return tip_version(self.released)
-
-
-def read(root: ReleaseRoot) -> list[PodStatus]:
-    """`survey` through (and then saving) the instruction cache."""
-    cache = InstructionCache(root)
-    pods = survey(root, cache.load)
-    cache.save()
-    return pods
 
 
 def survey(root: ReleaseRoot, load: Callable[[InstructionPath], Instruction] | None = None) -> list[PodStatus]:

@@ -29,7 +29,7 @@ from ..model.instructions import Instruction
 from ..model.layout import POD_JSON, ReleaseRoot
 from ..model.plan import ImageBuild, Plan, PodAssembly, TipUpdate, VolumeCheck, effective_rule, make_plan
 from ..model.rules import BuildFile, ImageRule
-from .reporter import ReleaseFailed
+from .reporter import WORK_DONE, ReleaseFailed
 
 # doit's default capture swaps the process-wide sys.stdout and sys.stderr for
 # each python-action; with `-P thread` concurrent actions restore each other's
@@ -63,6 +63,13 @@ def load_plan(root: ReleaseRoot, cache: InstructionCache | None = None) -> tuple
     return plan, {r.label: r for b in build_files for r in b.images.values()}
 
 
+def _link_text(link: Path) -> str | None:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return None
+
+
 @dataclass(frozen=True)
 class Revisions:
     """Where pending images come from: the git checkout and the commit of each image build."""
@@ -76,12 +83,14 @@ def guarded(work, *args):
 
     def action():
         try:
-            work(*args)
+            done = work(*args)
         except imaging.ImageBuildError as err:
             return ReleaseFailed(str(err), err.output)
         except PodreleaseError as err:
             return ReleaseFailed(str(err))
-        return None
+        # what the work did, as doit task values: the reporter's summary counts them
+        # (values come back from a `-P process` worker; printed lines need not)
+        return done if isinstance(done, dict) else None
 
     action.__name__ = getattr(work, "__name__", "action")
     return action
@@ -181,20 +190,25 @@ class Release:
 
     # ------------------------------------------------------------ images
 
-    def build_image(self, build: ImageBuild) -> None:
+    def build_image(self, build: ImageBuild) -> dict:
         with locks.holding(self.root.path, f"image:{build.name}"):
             if self.image_built(build):
-                return
-            target = self.root.image_dir(build.rule.label, build.version)
-            commit = self.sources.commits.get(build.name)
-            if commit is None or self.sources.checkout is None:
-                base = self.root.image_dir(build.base.rule.label, build.base.version) if build.base else None
-                imaging.build_image(build.rule, build.version, target, base=base, source=self.working_tree_source(build))
-                return
-            build_file = self.root.build_file(build.rule.label.path)
-            with revisions.folder_at(self.sources.checkout, commit, build_file.parent) as folder:
-                rule = self.rule_at_revision(build, folder / build_file.name, commit)
-                imaging.build_image(rule, build.version, target, base=self.base_at_revision(rule, commit), source={"revision": commit})
+                return {}  # another run built it meanwhile
+            self.build_image_here(build)
+            return {WORK_DONE: "image"}
+
+    def build_image_here(self, build: ImageBuild) -> None:
+        """Build the image from its recorded revision if it has one, else from the working tree."""
+        target = self.root.image_dir(build.rule.label, build.version)
+        commit = self.sources.commits.get(build.name)
+        if commit is None or self.sources.checkout is None:
+            base = self.root.image_dir(build.base.rule.label, build.base.version) if build.base else None
+            imaging.build_image(build.rule, build.version, target, base=base, source=self.working_tree_source(build))
+            return
+        build_file = self.root.build_file(build.rule.label.path)
+        with revisions.folder_at(self.sources.checkout, commit, build_file.parent) as folder:
+            rule = self.rule_at_revision(build, folder / build_file.name, commit)
+            imaging.build_image(rule, build.version, target, base=self.base_at_revision(rule, commit), source={"revision": commit})
 
     def base_at_revision(self, rule: ImageRule, commit: str) -> Path | None:
         """The built base the rule names at `commit` (which may be none, or another than today's)."""
@@ -262,10 +276,13 @@ class Release:
 
     # ------------------------------------------------------------ pods
 
-    def assemble_pod(self, pod: PodAssembly, tip: TipUpdate) -> None:
+    def assemble_pod(self, pod: PodAssembly, tip: TipUpdate) -> dict:
         self.tips.forget(tip)
         with locks.holding(self.root.path, f"pod:{pod.name}"):
+            if os.path.isfile(self.pod_json_path(pod)):
+                return {}  # another run assembled it meanwhile
             assembly.assemble_pod(self.root, pod)
+            return {WORK_DONE: "pod"}
 
     def task_pod(self):
         """Assemble one pod directory: pod.json, links to images and volumes, files."""
@@ -286,10 +303,19 @@ class Release:
 
     # ------------------------------------------------------------ tips and releases
 
-    def move_tip(self, tip: TipUpdate) -> None:
+    def move_tip(self, tip: TipUpdate) -> dict:
+        """Point tip where the tip rule says; a move prints `tip <channel>/<pod>: <old> -> <new>`."""
         self.tips.forget(tip)
+        link = self.root.tip(tip.channel, tip.pod)
         with locks.holding(self.root.path, f"tip:{tip.name}"):
+            before = _link_text(link)
             assembly.update_tip(self.root, tip)
+            after = _link_text(link)
+        if before == after:
+            return {}
+        sys.stdout.write(f"tip {tip.name}: {before or '(none)'} -> {after or '(none)'}\n")
+        sys.stdout.flush()
+        return {WORK_DONE: "tip"}
 
     def task_tip(self):
         """Point a pod's tip at its highest released version in a channel."""

@@ -1,8 +1,8 @@
 """`doit list`: one line per release; `doit list --all`: every task, as doit lists them.
 
-Plain `doit list` reads the overview (`model.overview.survey`: the
-channels, the instructions, a stat per pod directory, a readlink per tip),
-never the build files or the plan, and creates no task:
+Plain `doit list` plans the root (a mistake is refused as `doit` refuses
+it), then reads the overview (`model.overview.survey`: a stat per pod
+directory, a readlink per tip); it creates no task:
 
     R release:staging/web/frontend/1.3.0
     U release:prod/web/frontend/1.1.0    tip
@@ -30,12 +30,28 @@ from doit.cmd_list import List as DoitList
 
 from ...core.errors import PodreleaseError, UserError
 from ...model import overview
+from ...model.cache import InstructionCache
+from ...model.instructions import load_instruction
 from ...model.layout import ReleaseRoot
 from ..root import release_root, root_problem
+from ..session import load_plan
 from .base import REFUSED, USAGE_ERROR
 from .doit_commands import reader_gone
 
 TASK_PREFIX = overview.TASK_PREFIX
+
+
+def checked_overview(root: ReleaseRoot) -> list[overview.PodStatus]:
+    """The overview of a root that plans: a mistake doit would refuse is refused here too.
+
+    The instructions are read once, through (and then saving) the instruction cache.
+    """
+    cache = InstructionCache(root)
+    plan, _ = load_plan(root, cache)
+    loaded = {pod.instruction.shown: pod.instruction for pod in plan.pods.values()}
+    pods = overview.survey(root, lambda where: loaded.get(where.shown) or load_instruction(where))
+    cache.save()
+    return pods
 
 
 def release_lines(pods: list[overview.PodStatus], names_only: bool) -> list[str]:
@@ -107,7 +123,7 @@ searched upwards from the current folder."""
             sys.stderr.write(f"doit list: {problem}\n")
             return USAGE_ERROR
         try:
-            pods = overview.read(root)
+            pods = checked_overview(root)
             chosen = overview.select(pods, list(args), "doit list")
         except LookupError as err:
             sys.stderr.write(f"doit list: {err.args[0]}\n")
@@ -128,7 +144,7 @@ searched upwards from the current folder."""
 
     def _execute(self, subtasks=False, quiet=True, status=False, private=False,
                  list_deps=False, template=None, sort="name", pos_args=None):
-        self.tips = {pod.name: pod for pod in overview.read(ReleaseRoot.from_environment(self.loader_root()))}
+        self.tips = {pod.name: pod for pod in checked_overview(ReleaseRoot.from_environment(self.loader_root()))}
         return super()._execute(subtasks, quiet, status, private, list_deps, template, sort, pos_args)
 
     def loader_root(self):

@@ -1,7 +1,7 @@
 """`doit status [FILTER]... [--json]`: per channel and pod, where tip points and what waits to be promoted.
 
-Read from the overview (`model.overview.survey`): no build file, no plan,
-no task. For each pod of each channel it shows the version tip points at
+Read from the overview of a root that plans (`listing.checked_overview`):
+no task is created. For each pod of each channel it shows the version tip points at
 (and where `doit` would move it), the released, pending and yanked
 versions, and the newest released version of the same pod in every other
 channel that has it, marked `newer` when it is newer than anything
@@ -18,6 +18,7 @@ from ...model import overview
 from ...model.overview import PodStatus
 from ..root import ROOT_OPTIONS
 from .base import RootCommand, Usage
+from .listing import checked_overview
 
 opt_json = {
     "name": "json",
@@ -97,7 +98,7 @@ searched upwards from the current folder."""
     nargs = None
 
     def run(self, root, params, args):
-        pods = overview.read(root)
+        pods = checked_overview(root)
         try:
             chosen = overview.select(pods, list(args), "doit status")
         except LookupError as err:
