@@ -38,7 +38,7 @@ class ReleaseFailed(TaskFailed):
 class ReleaseReporter(ConsoleReporter):
     desc = "doit's console output, with one line per podrelease error and a summary"
 
-    def __init__(self, outstream, options):
+    def __init__(self, outstream, options) -> None:
         super().__init__(outstream, options)
         self.done: dict[str, int] = {}
 

@@ -12,7 +12,8 @@ the commands do lives in `podrelease.verify` and `podrelease.manage`.
 """
 
 from .cleanup import Cleanup
-from .doit_commands import Help, Info
+from .doit_commands import Clean, Forget, Help, Ignore, Info, ResetDep, Run, Strace
+from .init import Init
 from .listing import List
 from .new import New
 from .promote import Promote
@@ -20,4 +21,4 @@ from .status import Status
 from .verify import Verify
 from .volume_create import VolumeCreate
 
-__all__ = ["Cleanup", "Help", "Info", "List", "New", "Promote", "Status", "Verify", "VolumeCreate"]
+__all__ = ["Clean", "Forget", "Ignore", "ResetDep", "Run", "Strace", "Cleanup", "Help", "Info", "Init", "List", "New", "Promote", "Status", "Verify", "VolumeCreate"]

@@ -6,6 +6,11 @@
   closest task names, and exits 3 (doit's "before anything ran") instead of
   raising a KeyError.
 
+- In a subfolder of a release root, every doit command that loads tasks
+  (`run`, the default, `clean`, `forget`, `ignore`, `info`, `help`,
+  `strace`, `reset-dep`, `list`) works on that root
+  (`root.seek_release_root`), as git finds its repository.
+
 Everything else is doit's: these are thin subclasses over its commands.
 """
 
@@ -15,10 +20,17 @@ import difflib
 import os
 import sys
 
+from doit.cmd_clean import Clean as DoitClean
+from doit.cmd_forget import Forget as DoitForget
 from doit.cmd_help import Help as DoitHelp
+from doit.cmd_ignore import Ignore as DoitIgnore
 from doit.cmd_info import Info as DoitInfo
+from doit.cmd_resetdep import ResetDep as DoitResetDep
+from doit.cmd_run import Run as DoitRun
+from doit.cmd_strace import Strace as DoitStrace
 from doit.exceptions import InvalidCommand
 
+from ..root import seek_release_root
 from .base import USAGE_ERROR
 
 
@@ -28,7 +40,39 @@ def reader_gone() -> int:
     return 0
 
 
-class Help(DoitHelp):
+class SeeksRoot:
+    """A doit command that, in a subfolder of a release root, works on that root."""
+
+    def execute(self, params, args):
+        seek_release_root(params)
+        return super().execute(params, args)
+
+
+class Run(SeeksRoot, DoitRun):
+    pass
+
+
+class Clean(SeeksRoot, DoitClean):
+    pass
+
+
+class Forget(SeeksRoot, DoitForget):
+    pass
+
+
+class Ignore(SeeksRoot, DoitIgnore):
+    pass
+
+
+class Strace(SeeksRoot, DoitStrace):
+    pass
+
+
+class ResetDep(SeeksRoot, DoitResetDep):
+    pass
+
+
+class Help(SeeksRoot, DoitHelp):
     def execute(self, params, args):
         try:
             return super().execute(params, args)
@@ -36,7 +80,7 @@ class Help(DoitHelp):
             return reader_gone()
 
 
-class Info(DoitInfo):
+class Info(SeeksRoot, DoitInfo):
     def _execute(self, pos_args, hide_status=False):
         known = [task.name for task in self.task_list]
         if len(pos_args) == 1 and pos_args[0] not in known:

@@ -33,7 +33,7 @@ from ...model import overview
 from ...model.cache import InstructionCache
 from ...model.instructions import load_instruction
 from ...model.layout import ReleaseRoot
-from ..root import release_root, root_problem
+from ..root import release_root, root_problem, seek_release_root
 from ..session import load_plan
 from .base import REFUSED, USAGE_ERROR
 from .doit_commands import reader_gone
@@ -108,6 +108,7 @@ The release root is $RELEASE_ROOT, else the dodo file's folder (or --dir),
 searched upwards from the current folder."""
 
     def execute(self, params, args):
+        seek_release_root(params)
         try:
             if params.get("subtasks") or params.get("private") or params.get("list_deps") or params.get("template"):
                 params["status"] = True
