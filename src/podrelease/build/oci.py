@@ -402,7 +402,7 @@ def _write_blob(directory: Path, media_type: str, data: bytes) -> dict:
 def _publish(path: Path, data: bytes) -> None:
     """Write a small file (0644 whatever the umask) under a temporary name, flush it, rename it."""
     fsops.make_dirs(path.parent)
-    tmp = path.parent / f"{fsops.TMP_PREFIX}{path.name}-{os.getpid()}-{os.urandom(4).hex()}"
+    tmp = path.parent / fsops.temporary_name(path.name)
     try:
         fsops.write_file(tmp, data)
         fd = os.open(tmp, os.O_RDONLY)

@@ -13,16 +13,46 @@ Two families share the root:
   where, and `ops-onboard` prints it as `ops-onboard: <message>`.
 
 Nothing here ever needs a traceback to be understood.
+
+Every message is made printable when it is formatted (`printable`): names
+and paths in it may come from a hostile pod.json, tarball or file name, and
+a control character reaching the terminal could move the cursor, clear the
+screen or start a line of its own (a fake "deployed ..." after the error).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
+
+# C0 and C1 controls, DEL, line and paragraph separators, bidirectional overrides and
+# isolates (they reorder what follows on the line), and lone surrogates (an undecodable
+# file name byte, which no terminal encoding can print).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+                          "\u2066-\u2069\ud800-\udfff]")
+
+
+def _escaped(match: re.Match) -> str:
+    char = match.group()
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """`text` with every control character written as an escape (`\\x1b`, `\\u202e`).
+
+    The one way a message with untrusted names in it is made safe for a
+    terminal: a newline in a name becomes `\\x0a`, so one error stays one line.
+    """
+    return _UNPRINTABLE.sub(_escaped, text)
 
 
 class PodreleaseError(Exception):
     """Anything podrelease reports as one line (or one line per mistake) and a non-zero exit."""
+
+    def __str__(self) -> str:
+        return printable(super().__str__())
 
 
 class UserError(PodreleaseError):
@@ -38,7 +68,7 @@ class UserError(PodreleaseError):
         where = self.path or "podrelease"
         if self.line is not None:
             where = f"{where}:{self.line}"
-        return f"{where}: {self.message}"
+        return printable(f"{where}: {self.message}")
 
     @property
     def each(self) -> list[UserError]:

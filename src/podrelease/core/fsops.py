@@ -20,6 +20,7 @@ from .errors import ContractError
 TMP_PREFIX = ".tmp-"
 ARTIFACT_DIR_MODE = 0o755
 ARTIFACT_FILE_MODE = 0o644
+TMP_NAME_PART = 64  # characters of an artifact's name kept in its temporary's name
 
 
 @contextmanager
@@ -107,7 +108,7 @@ def make_dirs(path: Path, below: Path | None = None) -> list[Path]:
 def replace_symlink(link: Path, target: str) -> None:
     """Point `link` at `target` atomically: a new link renamed over the old."""
     sweep(link.parent)
-    tmp = link.parent / f"{_tmp_prefix(link.name)}{os.urandom(4).hex()}"
+    tmp = link.parent / temporary_name(link.name)
     os.symlink(target, tmp)
     try:
         os.replace(tmp, link)
@@ -121,7 +122,7 @@ def replace_file(path: Path, data: bytes, mode: int = ARTIFACT_FILE_MODE) -> Non
     """Replace a small file atomically (state, not an artifact: it may change)."""
     make_dirs(path.parent)
     sweep(path.parent)
-    tmp = path.parent / f"{_tmp_prefix(path.name)}{os.urandom(4).hex()}"
+    tmp = path.parent / temporary_name(path.name)
     try:
         write_file(tmp, data, mode)
         os.replace(tmp, path)
@@ -162,7 +163,14 @@ def fsync_tree(path: Path) -> None:
 
 
 def _tmp_prefix(name: str) -> str:
-    return f"{TMP_PREFIX}{name}-{os.getpid()}-"
+    # The name is cut short: a name of 255 bytes (a long version) is allowed, and with
+    # the prefix, pid and random part its temporary would be too long a file name.
+    return f"{TMP_PREFIX}{name[:TMP_NAME_PART]}-{os.getpid()}-"
+
+
+def temporary_name(name: str) -> str:
+    """A new temporary sibling name for `name`: `.tmp-<name, cut short>-<pid>-<random>`."""
+    return f"{_tmp_prefix(name)}{os.urandom(4).hex()}"
 
 
 def _owner_alive(tmp_name: str) -> bool:

@@ -10,6 +10,7 @@ of `..` so it can be joined under a directory without escaping it.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import re
@@ -20,11 +21,14 @@ from pathlib import Path, PurePosixPath
 
 from .errors import PodJsonError
 from .health import ExecCheck, HealthCheck, parse_health
-from .names import Label, check_ac_name, check_segment, check_version, quoted
+from .names import MAX_NAME, Label, check_ac_name, check_segment, check_version, quoted
 
 IMAGE_ID = re.compile(r"sha512-([0-9a-f]{128})\Z")
 SHA512_HEX = re.compile(r"[0-9a-f]{128}\Z")
 MAX_POD_JSON = 16 << 20  # bytes; a pod.json is small, anything bigger is not one
+# characters of a path in pod.json: it is joined below DIR/pods/<label_path>/<pod>/<version>/,
+# and the whole must stay under the kernel's PATH_MAX (4096 bytes)
+MAX_PATH = 1024
 
 TOP_KEYS = ("name", "version", "channel", "revision", "images", "volumes", "files", "manifest")
 IMAGE_KEYS = ("label", "name", "version", "id", "path")
@@ -102,16 +106,29 @@ class PodJson:
 
 
 def safe_relpath(text: object, what: str) -> str:
-    """A `/`-separated relative path that stays below the directory it is joined to."""
+    """A `/`-separated relative path that stays below the directory it is joined to.
+
+    Bounded too: at most MAX_PATH characters, each segment at most MAX_NAME
+    bytes (what a file system takes), encodable as UTF-8 (a lone surrogate
+    names no file). Every check is one pass over the text.
+    """
     if not isinstance(text, str) or not text:
-        raise PodJsonError(f"{what}: {text!r} is not a relative path")
+        raise PodJsonError(f"{what}: {quoted(text)} is not a relative path")
+    if len(text) > MAX_PATH:
+        raise PodJsonError(f"{what}: {quoted(text)} is longer than {MAX_PATH} characters")
     if "\\" in text or "\0" in text:
-        raise PodJsonError(f"{what}: {text!r} contains a backslash or NUL")
+        raise PodJsonError(f"{what}: {quoted(text)} contains a backslash or NUL")
     if text.startswith("/"):
-        raise PodJsonError(f"{what}: {text!r} is absolute; paths in pod.json are relative")
-    parts = text.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        raise PodJsonError(f"{what}: {text!r} must be normalized, without '.', '..' or '//'")
+        raise PodJsonError(f"{what}: {quoted(text)} is absolute; paths in pod.json are relative")
+    try:
+        encoded = text.encode()
+    except UnicodeEncodeError:
+        raise PodJsonError(f"{what}: {quoted(text)} is not valid UTF-8") from None
+    for part in encoded.split(b"/"):
+        if part in (b"", b".", b".."):
+            raise PodJsonError(f"{what}: {quoted(text)} must be normalized, without '.', '..' or '//'")
+        if len(part) > MAX_NAME:
+            raise PodJsonError(f"{what}: {quoted(text)} has a segment longer than {MAX_NAME} bytes")
     if text == "pod.json":
         raise PodJsonError(f"{what}: 'pod.json' is reserved")
     return text
@@ -122,10 +139,10 @@ def _obj(value: object, keys: tuple[str, ...], what: str, optional: tuple[str, .
         raise PodJsonError(f"{what} must be an object")
     missing = [k for k in keys if k not in value]
     if missing:
-        raise PodJsonError(f"{what}: missing key {missing[0]!r}")
+        raise PodJsonError(f"{what}: missing key {quoted(missing[0])}")
     unknown = sorted(k for k in value if k not in keys and k not in optional)
     if unknown:
-        raise PodJsonError(f"{what}: unknown key {unknown[0]!r}")
+        raise PodJsonError(f"{what}: unknown key {quoted(unknown[0])}")
     return value
 
 
@@ -233,13 +250,13 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
         _obj(item, IMAGE_KEYS, what, optional=OPTIONAL_IMAGE_KEYS)
         oci_digest = item.get("oci")
         if oci_digest is not None and (not isinstance(oci_digest, str) or not OCI_DIGEST.match(oci_digest)):
-            raise PodJsonError(f"{what}.oci: {oci_digest!r} is not 'sha256:' followed by 64 lowercase hex digits")
+            raise PodJsonError(f"{what}.oci: {quoted(oci_digest)} is not 'sha256:' followed by 64 lowercase hex digits")
         match = IMAGE_ID.match(item["id"]) if isinstance(item["id"], str) else None
         if not match:
-            raise PodJsonError(f"{what}.id: {item['id']!r} is not 'sha512-' followed by 128 lowercase hex digits")
+            raise PodJsonError(f"{what}.id: {quoted(item['id'])} is not 'sha512-' followed by 128 lowercase hex digits")
         path = safe_relpath(item["path"], f"{what}.path")
         if PurePosixPath(path).name == "sha512":
-            raise PodJsonError(f"{what}.path: {path!r} would be its own sha512 file")
+            raise PodJsonError(f"{what}.path: {quoted(path)} would be its own sha512 file")
         images.append(ImageRef(
             label=_label(item["label"], f"{what}.label"),
             name=_checked(check_ac_name, item["name"], f"{what}.name"),
@@ -260,9 +277,9 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
             _obj(f, VOLUME_FILE_KEYS, fwhat)
             path = safe_relpath(f["path"], f"{fwhat}.path")
             if not path.startswith(name + "/"):
-                raise PodJsonError(f"{fwhat}.path: {path!r} is not inside the volume's directory {name + '/'!r}")
+                raise PodJsonError(f"{fwhat}.path: {quoted(path)} is not inside the volume's directory {quoted(name + '/')}")
             if not isinstance(f["sha512"], str) or not SHA512_HEX.match(f["sha512"]):
-                raise PodJsonError(f"{fwhat}.sha512: {f['sha512']!r} is not 128 lowercase hex digits")
+                raise PodJsonError(f"{fwhat}.sha512: {quoted(f['sha512'])} is not 128 lowercase hex digits")
             vfiles.append(VolumeFile(path, f["sha512"]))
         volumes.append(VolumeRef(
             label=_label(item["label"], f"{what}.label"),
@@ -277,13 +294,13 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
     counts = Counter([im.name for im in images] + [v.name for v in volumes])
     dupes = sorted(n for n, count in counts.items() if count > 1)
     if dupes:
-        raise PodJsonError(f"name {dupes[0]!r} is used by more than one image or volume")
+        raise PodJsonError(f"name {quoted(dupes[0])} is used by more than one image or volume")
     if len(set(files)) != len(files):
         raise PodJsonError("files lists the same file twice")
 
     health = parse_health(doc.get("health"))
     if isinstance(health, ExecCheck) and health.app not in {im.name for im in images}:
-        raise PodJsonError(f"health.exec.app: {health.app!r} is not one of the pod's images")
+        raise PodJsonError(f"health.exec.app: {quoted(health.app)} is not one of the pod's images")
     pod = PodJson(label, version, channel, revision, tuple(images), tuple(volumes), files, doc["manifest"], raw, health)
     _check_paths_disjoint(pod)
     _check_manifest(pod)
@@ -291,42 +308,64 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
 
 
 def _check_paths_disjoint(pod: PodJson) -> None:
-    """No artifact path may also be a directory of another (they share one tree)."""
-    paths = pod.artifact_paths()
-    as_files = set(paths)
-    for p in paths:
-        parents = PurePosixPath(p).parents
-        for parent in list(parents)[:-1]:
-            if str(parent) in as_files:
-                raise PodJsonError(f"path {str(parent)!r} is both a file and the directory of {p!r}")
+    """No artifact path may also be a directory of another (they share one tree).
+
+    One sort, then one pass over neighbours: with `/` read as the lowest
+    character (NUL, which no path holds), every path below a file `f`
+    sorts right after `f` itself, so only neighbours need comparing. The
+    obvious check, spelling out every parent of every path, makes n strings
+    of up to n segments for a path of n segments: a pod.json of 40 KiB then
+    takes gigabytes.
+    """
+    keyed = sorted((path.replace("/", "\0"), path) for path in pod.artifact_paths())
+    for (key, path), (next_key, next_path) in itertools.pairwise(keyed):
+        if next_key.startswith(key + "\0"):
+            raise PodJsonError(f"path {quoted(path)} is both a file and the directory of {quoted(next_path)}")
 
 
 def _check_manifest(pod: PodJson) -> None:
+    """The manifest is what ops-onboard installs (its host volumes' `source` set): it must
+    be one `actool validate` accepts, so every name is checked where appc checks it."""
     m = pod.manifest
     if not isinstance(m, dict):
         raise PodJsonError("manifest must be an object")
     if m.get("acKind") != "PodManifest":
-        raise PodJsonError(f"manifest.acKind is {m.get('acKind')!r}, expected 'PodManifest'")
+        raise PodJsonError(f"manifest.acKind is {quoted(m.get('acKind'))}, expected 'PodManifest'")
     if not isinstance(m.get("acVersion"), str):
         raise PodJsonError("manifest.acVersion must be a string")
     ids = {im.id for im in pod.images}
+    apps: set[str] = set()
     for i, app in enumerate(_list(m.get("apps", []), "manifest.apps")):
         image = app.get("image") if isinstance(app, dict) else None
         image_id = image.get("id") if isinstance(image, dict) else None
         if image_id not in ids:
-            raise PodJsonError(f"manifest.apps[{i}] runs image {image_id!r}, which is not among pod.json's images")
+            raise PodJsonError(f"manifest.apps[{i}] runs image {quoted(image_id)}, which is not among pod.json's images")
+        name = _checked(check_ac_name, app.get("name"), f"manifest.apps[{i}].name")
+        if name in apps:
+            raise PodJsonError(f"manifest.apps[{i}]: app {quoted(name)} is declared twice")
+        apps.add(name)
     declared = {v.name for v in pod.volumes}
     seen: set[str] = set()
     for i, vol in enumerate(_list(m.get("volumes", []), "manifest.volumes")):
+        what = f"manifest.volumes[{i}]"
         if not isinstance(vol, dict) or not isinstance(vol.get("name"), str):
-            raise PodJsonError(f"manifest.volumes[{i}] must be an object with a name")
-        if vol.get("kind") == "host":
-            if vol["name"] not in declared:
-                raise PodJsonError(f"manifest.volumes[{i}]: host volume {vol['name']!r} is not among pod.json's volumes")
-            seen.add(vol["name"])
+            raise PodJsonError(f"{what} must be an object with a name")
+        name = _checked(check_ac_name, vol["name"], f"{what}.name")
+        if name in seen:  # actool: "duplicate volume name"; which one would be mounted?
+            raise PodJsonError(f"{what}: volume {quoted(name)} is declared twice")
+        seen.add(name)
+        if vol.get("kind") not in ("host", "empty"):
+            raise PodJsonError(f"{what}.kind {quoted(vol.get('kind'))} is not 'host' or 'empty'")
+        for flag in ("readOnly", "recursive"):
+            if flag in vol and not isinstance(vol[flag], bool):
+                raise PodJsonError(f"{what}.{flag} must be true or false")
+        if vol["kind"] == "host" and name not in declared:
+            raise PodJsonError(f"{what}: host volume {quoted(name)} is not among pod.json's volumes")
+        if vol["kind"] == "empty" and name in declared:
+            raise PodJsonError(f"{what}: volume {quoted(name)} of pod.json is not a host volume")
     missing = sorted(declared - seen)
     if missing:
-        raise PodJsonError(f"volume {missing[0]!r} has no host volume in the manifest")
+        raise PodJsonError(f"volume {quoted(missing[0])} has no host volume in the manifest")
 
 
 def manifest_with_sources(pod: PodJson, sources: dict[str, str]) -> dict:

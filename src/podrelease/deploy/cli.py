@@ -37,7 +37,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..core.errors import ContractError
+from ..core.errors import ContractError, printable
 from ..core.names import Label
 from .run import RunError
 from .store import Store
@@ -52,8 +52,13 @@ def _no_start() -> bool:
 
 
 def _err(message: str) -> None:
-    one_line = " ".join(message.split("\n"))
-    print(f"{PROG}: {one_line}", file=sys.stderr, flush=True)
+    """One line on stderr; control characters in it (from a hostile name) are escaped."""
+    print(f"{PROG}: {printable(message)}", file=sys.stderr, flush=True)
+
+
+def _out(text: str) -> None:
+    """A result on stdout, escaped like an error: it names what pod.json and DIR hold."""
+    print(printable(text), flush=True)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -168,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                   http=http, say=_err, stop_timeout=getattr(args, "stop_timeout", 10.0))
     if args.command == "deploy":
         no_start = _no_start() if args.no_start is None else args.no_start
-        print(store.deploy(args.source, start=not no_start), flush=True)
+        _out(store.deploy(args.source, start=not no_start))
     elif args.command == "status":
         found = store.status()
         if args.json:
@@ -176,11 +181,11 @@ def run(args: argparse.Namespace) -> int:
         for pod in found if not args.json else []:
             health = "healthy" if pod["healthy"] else "not healthy" + (f" ({pod['reason']})" if pod["reason"] else "")
             running = f"running {pod['version']} as {pod['pod']}" if pod["running"] else f"{pod['state']}"
-            print(f"{pod['label']} current {pod['current']}: {running}, {health}")
+            _out(f"{pod['label']} current {pod['current']}: {running}, {health}")
     elif args.command == "start":
-        print(store.start(_label(args.label)), flush=True)
+        _out(store.start(_label(args.label)))
     elif args.command == "stop":
-        print(store.stop(_label(args.label)), flush=True)
+        _out(store.stop(_label(args.label)))
     elif args.command == "render":
         print(store.render(_label(args.label), args.version), end="", flush=True)
     elif args.command == "list":
@@ -190,21 +195,21 @@ def run(args: argparse.Namespace) -> int:
         else:
             for i in installed:
                 where = f" ({i.pod.channel}" + (f", revision {i.pod.revision}" if i.pod.revision else "") + ")" if i.pod else ""
-                print(f"{'*' if i.current else ' '} {i.label} {i.version}{where}")
+                _out(f"{'*' if i.current else ' '} {i.label} {i.version}{where}")
     elif args.command == "activate":
-        print(store.activate(_label(args.label), args.version))
+        _out(store.activate(_label(args.label), args.version))
     elif args.command == "rollback":
-        print(store.rollback(_label(args.label), runs=not _no_start()))
+        _out(store.rollback(_label(args.label), runs=not _no_start()))
     elif args.command == "undeploy":
-        print(store.undeploy(_label(args.label), args.version, force=args.force, runs=not _no_start()))
+        _out(store.undeploy(_label(args.label), args.version, force=args.force, runs=not _no_start()))
     elif args.command == "verify":
         problems = store.verify()
         for problem in problems:
-            print(problem)
+            _out(problem)
         if problems:
             _err(f"verify found {len(problems)} problem{'s' if len(problems) != 1 else ''} under {store.root}")
             return 1
-        print(f"everything installed under {store.root} is intact")
+        _out(f"everything installed under {store.root} is intact")
     return 0
 
 
@@ -215,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     except RunError as e:
         _err(str(e))
         for line in e.details:
-            print(f"  {line}", file=sys.stderr)
+            print(f"  {printable(line)}", file=sys.stderr)
         return 1
     except ContractError as e:
         _err(str(e))

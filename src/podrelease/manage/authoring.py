@@ -205,7 +205,7 @@ def write_instruction(root: ReleaseRoot, target: PodVersion, document: dict, bui
     path = root.instruction(target.channel, target.pod, target.version)
     fsops.make_dirs(path.parent)
     fsops.sweep(path.parent)
-    tmp = path.parent / f"{fsops.TMP_PREFIX}{path.name}-{os.getpid()}-{os.urandom(4).hex()}"
+    tmp = path.parent / fsops.temporary_name(path.name)
     try:
         fsops.write_file(tmp, render(document).encode())
         _fsync(tmp)

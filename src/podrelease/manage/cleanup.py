@@ -372,7 +372,7 @@ def discard(path: Path) -> None:
     The `.tmp-<name>-<pid>-<random>` name is the one `fsops` gives its
     temporaries, so a leftover of a killed cleanup is swept like theirs.
     """
-    aside = path.parent / f"{fsops.TMP_PREFIX}{path.name}-{os.getpid()}-{os.urandom(4).hex()}"
+    aside = path.parent / fsops.temporary_name(path.name)
     os.rename(path, aside)
     fsops.fsync_dir(path.parent)
     shutil.rmtree(aside)

@@ -17,6 +17,8 @@ import sys
 from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 
+from ..core.errors import printable
+
 WORK_DONE = "podrelease_did"  # the task value naming what an action did
 DONE_WORDS = (("image", "image built", "images built"), ("pod", "pod assembled", "pods assembled"), ("tip", "tip moved", "tips moved"))
 
@@ -57,12 +59,12 @@ class ReleaseReporter(ConsoleReporter):
         if isinstance(fail, ReleaseFailed):
             if fail.details:
                 sys.stderr.write(fail.details if fail.details.endswith("\n") else fail.details + "\n")
-            sys.stderr.write(fail.line + "\n")
+            sys.stderr.write(printable(fail.line) + "\n")
             return
         super().add_failure(task, fail)
 
 
 def exit_with(error: Exception) -> None:
     """Stop before doit does anything: print the error's lines, exit 1."""
-    sys.stderr.write(f"{error}\n")
+    sys.stderr.write(f"{error}\n")  # a PodreleaseError: printable when formatted
     raise SystemExit(1)

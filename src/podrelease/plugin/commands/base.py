@@ -6,7 +6,7 @@ import sys
 
 from doit.cmd_base import Command
 
-from ...core.errors import PodreleaseError, UserError
+from ...core.errors import PodreleaseError, UserError, printable
 from ...model.layout import ReleaseRoot
 from ..root import release_root, root_problem
 
@@ -70,7 +70,7 @@ class RootCommand(Command):
         return positional
 
     def error(self, message: str) -> None:
-        sys.stderr.write(f"doit {self.name}: {message}\n")
+        sys.stderr.write(f"doit {self.name}: {printable(message)}\n")
 
     def run(self, root: ReleaseRoot, params, args) -> int:  # pragma: no cover
         raise NotImplementedError

@@ -1,0 +1,184 @@
+"""Hostile bundles and pod.json files through the real `ops-onboard deploy`.
+
+Each test makes one input an attacker could hand a host (a bundle directory,
+a bundle tarball, a pod.json) and checks the whole contract: the deploy is
+refused with one short line on stderr and no traceback, within a bounded
+address space and time (tests/hostile.py), and DIR (which already holds an
+installed pod) is exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hostile import onboard, one_line_error
+
+from podrelease.build.bundles import write_bundle
+
+from podfactory import ReleaseRoot, standard_pod, tree
+
+ACTOOL = shutil.which("actool")
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory) -> Path:
+    """A DIR with //web:frontend 1.2.0 installed; every test here must leave it as it is."""
+    release = ReleaseRoot(tmp_path_factory.mktemp("host") / "release")
+    root = release.root.parent / "ops"
+    bundle = release.root / "bundle"
+    write_bundle(standard_pod(release), bundle)
+    result = onboard(root, "deploy", str(bundle))
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def pod_doc(**changes) -> dict:
+    """A pod.json with no images, volumes or files, with `changes` applied."""
+    doc = {"name": "//web:hostile", "version": "1", "channel": "prod", "revision": None, "images": [],
+           "volumes": [], "files": [],
+           "manifest": {"acKind": "PodManifest", "acVersion": "0.8.11", "apps": [], "volumes": []}}
+    doc.update(changes)
+    return doc
+
+
+def bundle_of(tmp_path: Path, doc: dict | bytes, files: dict[str, bytes] | None = None) -> Path:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    raw = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    (bundle / "pod.json").write_bytes(raw)
+    for rel, data in (files or {}).items():
+        (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
+        (bundle / rel).write_bytes(data)
+    return bundle
+
+
+def refused(host: Path, source: Path | str) -> str:
+    """Deploy `source` to `host`: refused in one line, DIR unchanged; returns the line."""
+    before = tree(host)
+    line = one_line_error(onboard(host, "deploy", str(source)))
+    assert tree(host) == before
+    return line
+
+
+# -- unbounded cost from small input ------------------------------------------------
+
+
+def test_a_pod_json_of_40_kib_with_one_very_long_path_is_refused_in_bounded_memory(host, tmp_path):
+    # Every parent of a path of n segments spelt out as a string: n^2/2 bytes, 2 GB here.
+    line = refused(host, bundle_of(tmp_path, pod_doc(files=["a/" * 20_000 + "x"])))
+    assert "files[0]: 'a/a/a/a/a" in line
+    assert "is longer than 1024 characters" in line
+
+
+def test_many_nested_paths_within_the_length_limit_are_checked_in_linear_time(host, tmp_path):
+    # 16 MiB of paths, each deep: the check that no file is another's directory must not
+    # build every parent of every path.
+    paths = [f"{i}/" + "d/" * 500 + "f" for i in range(15_000)] + ["0/d/d"]
+    line = refused(host, bundle_of(tmp_path, pod_doc(files=paths)))
+    assert "path '0/d/d' is both a file and the directory of '0/d/d/d/" in line
+
+
+def test_a_path_segment_longer_than_a_file_name_can_be_is_refused(host, tmp_path):
+    line = refused(host, bundle_of(tmp_path, pod_doc(files=["x" * 256])))
+    assert "has a segment longer than 255 bytes" in line
+
+
+def test_a_path_that_is_not_utf8_is_refused(host, tmp_path):
+    raw = json.dumps(pod_doc(files=["ok", "bad\udcff"])).encode()
+    line = refused(host, bundle_of(tmp_path, raw))
+    assert "files[1]: 'bad\\udcff' is not valid UTF-8" in line
+
+
+# -- output ---------------------------------------------------------------------------
+
+
+def test_control_characters_in_a_hostile_path_are_escaped_in_the_error(host, tmp_path):
+    # A path that clears the screen and prints a fake success line after the real error.
+    fake = "x\x1b[2J\x1b[H\rdeployed web:hostile 1 to DIR\n\u202eevil"
+    doc = pod_doc(files=[fake])
+    line = refused(host, bundle_of(tmp_path, doc))
+    assert "\\x1b[2J" in line and "\\x0a" in line and "\\u202e" in line
+
+
+def test_control_characters_in_a_missing_file_name_are_escaped(host, tmp_path):
+    # Not in quotes: the path of a missing file as the fetch reports it.
+    line = refused(host, bundle_of(tmp_path, pod_doc(files=["run\x1b]0;owned\x07.sh"])))
+    assert "run\\x1b]0;owned\\x07.sh: missing" in line
+
+
+# -- the installed pod manifest -------------------------------------------------------
+
+
+def manifest_with(**changes) -> dict:
+    manifest = {"acKind": "PodManifest", "acVersion": "0.8.11", "apps": [], "volumes": []}
+    manifest.update(changes)
+    return manifest
+
+
+@pytest.mark.parametrize("manifest, says", [
+    (manifest_with(volumes=[{"name": "v", "kind": "host"}, {"name": "v", "kind": "host"}]),
+     "manifest.volumes[1]: volume 'v' is declared twice"),
+    (manifest_with(volumes=[{"name": "v", "kind": "host"}, {"name": "v", "kind": "empty"}]),
+     "manifest.volumes[1]: volume 'v' is declared twice"),
+    (manifest_with(volumes=[{"name": "v", "kind": "host", "readOnly": "yes"}]),
+     "manifest.volumes[0].readOnly must be true or false"),
+    (manifest_with(volumes=[{"name": "v", "kind": "host"}, {"name": "Bad_Name", "kind": "empty"}]),
+     "manifest.volumes[1].name 'Bad_Name' is not a valid name"),
+    (manifest_with(volumes=[{"name": "v", "kind": "host"}, {"name": "w", "kind": "nfs"}]),
+     "manifest.volumes[1].kind 'nfs' is not 'host' or 'empty'"),
+])
+def test_a_pod_manifest_actool_would_refuse_is_refused(host, tmp_path, manifest, says):
+    doc = pod_doc(volumes=[{"label": "//web:static", "name": "v", "version": "1", "files": []}], manifest=manifest)
+    assert says in refused(host, bundle_of(tmp_path, doc))
+
+
+@pytest.mark.skipif(ACTOOL is None, reason="actool is not installed")
+@pytest.mark.parametrize("volumes", [
+    [{"name": "v", "kind": "host"}, {"name": "v", "kind": "host"}],
+    [{"name": "v", "kind": "host", "readOnly": "yes"}],
+    [{"name": "v", "kind": "host"}, {"name": "w", "kind": "nfs"}],
+])
+def test_the_manifests_refused_are_those_actool_refuses(tmp_path, volumes):
+    # The refusals above stand for actool's: each of those manifests, installed, would fail it.
+    for vol in volumes:
+        vol.setdefault("source", "/srv/v")
+    path = tmp_path / "pod-manifest.json"
+    path.write_text(json.dumps(manifest_with(volumes=volumes)))
+    assert subprocess.run([ACTOOL, "validate", str(path)], capture_output=True).returncode != 0
+
+
+@pytest.mark.skipif(ACTOOL is None, reason="actool is not installed")
+def test_the_installed_manifest_of_a_pod_with_empty_and_host_volumes_passes_actool(tmp_path):
+    ops = tmp_path / "ops"
+    manifest = manifest_with(volumes=[{"name": "v", "kind": "host", "readOnly": True},
+                                      {"name": "scratch", "kind": "empty"}])
+    doc = pod_doc(volumes=[{"label": "//web:static", "name": "v", "version": "1", "files": []}], manifest=manifest)
+    result = onboard(ops, "deploy", str(bundle_of(tmp_path, doc)))
+    assert result.returncode == 0, result.stderr
+    installed = ops / "pods/web/hostile/1/pod-manifest.json"
+    check = subprocess.run([ACTOOL, "validate", str(installed)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+# -- over-long names ------------------------------------------------------------------
+
+
+def test_a_version_of_255_characters_and_a_label_of_the_longest_names_deploy_and_verify(tmp_path):
+    # A label path of 1024 characters, a pod name and version of 255: every file name
+    # ops-onboard makes from them (temporaries included) stays within 255 bytes.
+    ops = tmp_path / "ops"
+    label = "//" + "/".join(["p" * 200] * 6)[:1024] + ":" + "n" * 255
+    doc = pod_doc(name=label, version="1." + "0" * 253, files=["f"])
+    bundle = bundle_of(tmp_path, doc, {"f": b"x"})
+    for command in (("deploy", str(bundle)), ("deploy", str(bundle)), ("verify",), ("list",)):
+        result = onboard(ops, *command)
+        assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
+
+
+def test_a_version_longer_than_255_characters_is_refused_in_one_line(host, tmp_path):
+    line = refused(host, bundle_of(tmp_path, pod_doc(version="1." + "0" * 254)))
+    assert "version '1.000" in line and "is not a valid version" in line

@@ -1,0 +1,68 @@
+"""Running the real command lines on hostile input, the way every hostile test checks them.
+
+    result = bounded([OPS_ONBOARD, "--root", str(ops), "deploy", str(bundle)])
+    line = one_line_error(result, "ops-onboard")
+
+`bounded` runs a command in a child limited to MEMORY bytes of address space
+(`RLIMIT_AS`, set between fork and exec) and killed after TIMEOUT seconds:
+a test that would need gigabytes or run forever fails with MemoryError,
+a traceback or TimeoutExpired instead of taking the machine down. The
+bounds are generous for the work asked, so they assert "bounded", never a
+speed. `one_line_error` checks the rest of the contract: a non-zero exit, one
+line on stderr, no traceback, no raw control character.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+MEMORY = 1 << 30  # bytes of address space for each command under test
+TIMEOUT = 120  # seconds
+MAX_LINE = 600  # characters: an error quotes what is wrong, it does not dump it
+RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+# The console script pip installed next to this interpreter (not a version manager's shim).
+OPS_ONBOARD = str(Path(sys.executable).parent / "ops-onboard")
+
+
+def _limit(memory: int):
+    def in_child() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    return in_child
+
+
+def bounded(command: Sequence[str], *, cwd: Path | None = None, memory: int = MEMORY, timeout: float = TIMEOUT,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """`command` in a child with at most `memory` bytes of address space, killed after `timeout` s."""
+    return subprocess.run(list(command), cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, preexec_fn=_limit(memory),
+                          env={**os.environ, **(env or {})}, errors="surrogateescape")
+
+
+def onboard(root: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """The real `ops-onboard --root root args...`, bounded."""
+    return bounded([OPS_ONBOARD, "--root", str(root), *args], **kwargs)
+
+
+def doit(root: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """The real `doit args...` in the release root `root`, bounded."""
+    return bounded([sys.executable, "-m", "doit", *args], cwd=root, **kwargs)
+
+
+def one_line_error(result: subprocess.CompletedProcess, prog: str = "ops-onboard") -> str:
+    """The command failed with exactly one short line on stderr, `<prog>...: ...`; returns it."""
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr[-3000:]
+    line = lines[0]
+    assert line.startswith(prog), line[:MAX_LINE]
+    assert len(line) <= MAX_LINE, f"a {len(line)}-character error line: {line[:200]}..."
+    assert not RAW_CONTROL.search(line), repr(line[:MAX_LINE])
+    return line
