@@ -7,6 +7,8 @@ whether its builder is still alive, so a concurrent run is never disturbed).
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import shutil
 import stat
@@ -103,6 +105,28 @@ def make_dirs(path: Path, below: Path | None = None) -> list[Path]:
         os.chmod(folder, ARTIFACT_DIR_MODE)
         created.append(folder)
     return created
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap what the names `a` and `b` hold, atomically (Linux `renameat2` RENAME_EXCHANGE).
+
+    At every instant, and so after a crash at any moment, each name holds
+    one of the two: replacing a directory by exchanging it with its new
+    version never leaves its name empty, as renaming the old one aside and
+    the new one in does between the two renames. OSError (ENOSYS, EINVAL)
+    where the kernel or file system cannot exchange.
+    """
+    renameat2 = getattr(_LIBC, "renameat2", None)
+    if renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available", str(a), None, str(b))
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
 def replace_symlink(link: Path, target: str) -> None:

@@ -13,7 +13,10 @@ are new image directories and the version directory renamed into place and
 during those renames undoes the ones done, so DIR is left as it was; a crash
 leaves at worst an unused image or a version that is not current, both
 consistent (a crash between a rename and its fsync loses nothing that was
-visible before).
+visible before). Repairing replaces a damaged image or version directory by
+exchanging it with its new copy in one step (`renameat2` RENAME_EXCHANGE),
+so even then a crash leaves the damaged one or the new one under that name,
+and `current` never names a version that is gone.
 
 Images whose pod.json entry pins an OCI manifest get their OCI layout
 (`images/<id>/oci/`, see ocilayout.py) staged and checked with the rest,
@@ -32,6 +35,7 @@ same transaction.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Callable
@@ -40,7 +44,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from ..core.errors import ContractError
-from ..core.fsops import fsync_dir, fsync_tree, make_dirs, sweep, write_file
+from ..core.fsops import exchange, fsync_dir, fsync_tree, make_dirs, sweep, write_file
 from ..core.hashing import (
     AciIdCheck,
     RecordingCheck,
@@ -257,23 +261,21 @@ def _commit(layout: Layout, pod: PodJson, final: Path, vstage: Path, new_images:
             undo.append(created.rmdir)
         for image_id, staged in new_images.items():
             target = layout.image_dir(image_id)
-            if target.exists():  # damaged: replace it
-                aside = staging / f"replaced-{image_id}"
-                os.rename(target, aside)
-                undo.append(partial(os.rename, aside, target))
-            os.rename(staged, target)
-            undo.append(partial(os.rename, target, staged))
+            if target.exists():  # damaged: its new copy takes its place
+                _replace(staged, target, staging / f"replaced-{image_id}", undo)
+            else:
+                os.rename(staged, target)
+                undo.append(partial(os.rename, target, staged))
         if new_images:
             fsync_dir(layout.images)
         for created in make_dirs(final.parent):
             undo.append(created.rmdir)
         sweep(final.parent)
         if repair:
-            aside = staging / "replaced-version"
-            os.rename(final, aside)
-            undo.append(partial(os.rename, aside, final))
-        os.rename(vstage, final)
-        undo.append(partial(os.rename, final, vstage))
+            _replace(vstage, final, staging / "replaced-version", undo)
+        else:
+            os.rename(vstage, final)
+            undo.append(partial(os.rename, final, vstage))
         fsync_dir(final.parent)
         if make_current:
             point_current(final.parent, pod.version)
@@ -284,3 +286,26 @@ def _commit(layout: Layout, pod: PodJson, final: Path, vstage: Path, new_images:
             except OSError:
                 pass
         raise
+
+
+def _replace(new: Path, old: Path, aside: Path, undo: list[Callable[[], None]]) -> None:
+    """Put the directory `new` in the place of the installed `old` (a damaged image or version).
+
+    The two are exchanged in one step, so `old`'s name always holds a whole
+    directory: a crash leaves either the damaged one (still current, as it
+    was) or the new one, never a version that `current` names and that is
+    gone. The damaged copy ends in the staging directory, removed with it.
+    Where the file system cannot exchange, the old one is renamed aside
+    first: a crash between the two renames then leaves the name empty.
+    """
+    try:
+        exchange(new, old)
+    except OSError as e:
+        if e.errno not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+        os.rename(old, aside)
+        undo.append(partial(os.rename, aside, old))
+        os.rename(new, old)
+        undo.append(partial(os.rename, old, new))
+        return
+    undo.append(partial(exchange, new, old))
