@@ -4,7 +4,8 @@
     line = one_line_error(result, "ops-onboard")
 
 `bounded` runs a command in a child limited to MEMORY bytes of address space
-(`RLIMIT_AS`, set between fork and exec) and killed after TIMEOUT seconds:
+(`RLIMIT_AS`, set between fork and exec), to files of at most FILE_SIZE bytes
+(`RLIMIT_FSIZE`: a bigger write fails) and killed after TIMEOUT seconds:
 a test that would need gigabytes or run forever fails with MemoryError,
 a traceback or TimeoutExpired instead of taking the machine down. The
 bounds are generous for the work asked, so they assert "bounded", never a
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 MEMORY = 1 << 30  # bytes of address space for each command under test
+FILE_SIZE = 1 << 30  # bytes of any one file it writes
 TIMEOUT = 120  # seconds
 MAX_LINE = 600  # characters: an error quotes what is wrong, it does not dump it
 RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -31,17 +33,19 @@ RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069
 OPS_ONBOARD = str(Path(sys.executable).parent / "ops-onboard")
 
 
-def _limit(memory: int):
+def _limit(memory: int, file_size: int):
     def in_child() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
     return in_child
 
 
 def bounded(command: Sequence[str], *, cwd: Path | None = None, memory: int = MEMORY, timeout: float = TIMEOUT,
-            env: dict | None = None) -> subprocess.CompletedProcess:
-    """`command` in a child with at most `memory` bytes of address space, killed after `timeout` s."""
+            file_size: int = FILE_SIZE, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`command` in a child with at most `memory` bytes of address space and files of at most
+    `file_size` bytes, killed after `timeout` seconds."""
     return subprocess.run(list(command), cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, preexec_fn=_limit(memory),
+                          stdin=subprocess.DEVNULL, preexec_fn=_limit(memory, file_size),
                           env={**os.environ, **(env or {})}, errors="surrogateescape")
 
 

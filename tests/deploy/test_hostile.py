@@ -9,9 +9,11 @@ installed pod) is exactly as it was.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -56,10 +58,10 @@ def bundle_of(tmp_path: Path, doc: dict | bytes, files: dict[str, bytes] | None 
     return bundle
 
 
-def refused(host: Path, source: Path | str) -> str:
+def refused(host: Path, source: Path | str, **bounds) -> str:
     """Deploy `source` to `host`: refused in one line, DIR unchanged; returns the line."""
     before = tree(host)
-    line = one_line_error(onboard(host, "deploy", str(source)))
+    line = one_line_error(onboard(host, "deploy", str(source), **bounds))
     assert tree(host) == before
     return line
 
@@ -91,6 +93,100 @@ def test_a_path_that_is_not_utf8_is_refused(host, tmp_path):
     raw = json.dumps(pod_doc(files=["ok", "bad\udcff"])).encode()
     line = refused(host, bundle_of(tmp_path, raw))
     assert "files[1]: 'bad\\udcff' is not valid UTF-8" in line
+
+
+# -- bundle tarballs: only what pod.json names, bounded -------------------------------
+
+SMALL_FILES = 64 << 20  # RLIMIT_FSIZE for the tests below: no file they write may be bigger
+
+
+class Zeros(io.RawIOBase):
+    """`size` zero bytes, read without holding them."""
+
+    def __init__(self, size: int):
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def bundle_tarball(tmp_path: Path, bundle: Path, extra: list[tarfile.TarInfo] = (), first: bool = False,
+                   sizes: dict[str, int] | None = None) -> Path:
+    """A tar.gz of the bundle directory's files, with the `extra` members (before or after them)."""
+    archive = tmp_path / "bundle.tar.gz"
+    files = sorted(p for p in bundle.rglob("*") if p.is_file())
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        def add_extra():
+            for member in extra:
+                tar.addfile(member, Zeros(member.size) if member.isfile() else None)
+        if first:
+            add_extra()
+        for path in files:
+            tar.add(path, arcname=path.relative_to(bundle).as_posix())
+        if not first:
+            add_extra()
+    return archive
+
+
+def member(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.mode = size, kind, 0o644
+    return info
+
+
+@pytest.fixture(scope="module")
+def good_bundle(tmp_path_factory) -> Path:
+    release = ReleaseRoot(tmp_path_factory.mktemp("good") / "release")
+    where = release.root / "bundle"
+    write_bundle(standard_pod(release, version="2.0.0"), where)
+    return where
+
+
+def test_a_gigabyte_of_zeros_in_a_bundle_tarball_that_pod_json_never_names_is_not_extracted(host, good_bundle, tmp_path):
+    archive = bundle_tarball(tmp_path, good_bundle, [member("junk", 1 << 30)], first=True)
+    line = refused(host, archive, file_size=SMALL_FILES)
+    assert "bundle.tar.gz: its data extends past " in line and "(200 times its size)" in line
+
+
+def test_a_bundle_tarball_of_more_members_than_the_limit_is_refused(host, good_bundle, tmp_path):
+    archive = bundle_tarball(tmp_path, good_bundle, [member(f"junk/{i}") for i in range(100_001)])
+    line = refused(host, archive)
+    assert "bundle.tar.gz: more than 100000 members" in line
+
+
+def test_members_pod_json_does_not_name_are_skipped_and_the_rest_deploys(good_bundle, tmp_path):
+    archive = bundle_tarball(tmp_path, good_bundle, [member("notes/readme.txt", 5), member("x", 0, tarfile.SYMTYPE)])
+    ops = tmp_path / "ops"
+    result = onboard(ops, "deploy", str(archive), file_size=SMALL_FILES)
+    assert result.returncode == 0, result.stderr
+    assert not any(p.name in ("notes", "readme.txt", "x") for p in ops.rglob("*"))
+
+
+@pytest.mark.parametrize("extra, says", [
+    ([member("frontend.service", 0, tarfile.DIRTYPE)], "member 'frontend.service' is not a regular file"),
+    ([member("pod.json", 10)], "member 'pod.json' appears twice"),
+    ([member("frontend.service", 5)], "member 'frontend.service' appears twice"),
+])
+def test_a_member_pod_json_names_must_be_one_regular_file(host, good_bundle, tmp_path, extra, says):
+    archive = bundle_tarball(tmp_path, good_bundle, extra)
+    assert says in refused(host, archive, file_size=SMALL_FILES)
+
+
+def test_a_volume_tarball_expanding_past_its_limit_is_refused(host, tmp_path):
+    release = ReleaseRoot(tmp_path / "release")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        tar.addfile(member("zeros.bin", 300 << 20), Zeros(300 << 20))
+    pod_dir = standard_pod(release, version="3.0.0", volume_version="3.0.0",
+                           volume_files={"bomb.tar.gz": buf.getvalue()})
+    line = refused(host, pod_dir, file_size=SMALL_FILES)
+    assert "static/bomb.tar.gz: its files expand to more than " in line and "(200 times its size)" in line
 
 
 # -- output ---------------------------------------------------------------------------

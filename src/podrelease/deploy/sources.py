@@ -8,27 +8,37 @@ pod's `pod.json` (the paths `pod.json` itself lists):
   streaming it through a check; `dest` does not exist if that fails.
 
 A directory may be a bundle or a pod directory of a release root (its
-symlinks are followed: every byte is checked anyway). A tarball is extracted
-into the deploy's staging directory first (regular files only) and then read
-like a directory, moving files instead of copying them.
+symlinks are followed: every byte is checked anyway). A tarball is read in
+two streaming passes: the first finds its `pod.json` (at its top or in a
+top-level directory), the second extracts into the deploy's staging
+directory only the regular files that pod.json names, each within a size
+limit (`bundle_limits`); the rest of the tarball is skipped, never written.
+The extracted files are then read like a directory, moved instead of copied.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
 from ..core.errors import ContractError, FetchError
 from ..core.hashing import Check, copy_file_verified, verify_file
-from ..core.safetar import extract
+from ..core.oci import LAYOUT_DIR
+from ..core.podjson import MAX_POD_JSON, PodJson, parse_pod_json
+from ..core.safetar import extract_named, find_member
+from .checks import MAX_SHA512_FILE
 
 if TYPE_CHECKING:
     from .fetching import HttpOptions, HttpSource
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2")
+MAX_BUNDLE_FILE = 16 << 30  # bytes of one file of a bundle tarball
+MAX_SIGNATURE = 64 << 10  # bytes of a `pod.json.sig`
+OCI_BLOB = re.compile(r"blobs/sha256/[0-9a-f]{64}\Z")
 
 
 class Source(Protocol):
@@ -107,14 +117,51 @@ class DirSource:
             raise _os_error(self.describe(rel), e) from None
 
 
-def _bundle_root(extracted: Path, shown: str) -> Path:
-    """`pod.json` at the top of the tar, or inside its single top-level directory."""
-    if (extracted / "pod.json").is_file():
-        return extracted
-    entries = [e for e in extracted.iterdir()]
-    if len(entries) == 1 and entries[0].is_dir() and (entries[0] / "pod.json").is_file():
-        return entries[0]
-    raise FetchError(f"{shown}: no pod.json at its top or in its single top-level directory")
+def _is_pod_json(name: str) -> bool:
+    """`pod.json` at the top of a bundle tarball, or in one top-level directory."""
+    return name == "pod.json" or (name.count("/") == 1 and name.endswith("/pod.json"))
+
+
+def bundle_limits(pod: PodJson) -> Callable[[str], int | None]:
+    """For a path of a bundle, the most bytes it may hold; None for a path pod.json does not name."""
+    limits: dict[str, int] = {"pod.json": MAX_POD_JSON, "pod.json.sig": MAX_SIGNATURE}
+    layouts: set[str] = set()
+    for image in pod.images:
+        limits[image.path] = MAX_BUNDLE_FILE
+        limits[image.sha512_path] = MAX_SHA512_FILE
+        if image.oci is not None:
+            layouts.add(str(PurePosixPath(image.path).with_name(LAYOUT_DIR)) + "/")
+    for volume in pod.volumes:
+        for f in volume.files:
+            limits[f.path] = MAX_BUNDLE_FILE
+    for name in pod.files:
+        limits[name] = MAX_BUNDLE_FILE
+
+    def limit_of(rel: str) -> int | None:
+        if rel in limits:
+            return limits[rel]
+        layout, sep, blob = rel.rpartition(LAYOUT_DIR + "/")
+        if sep and layout + sep in layouts and OCI_BLOB.match(blob):
+            return MAX_BUNDLE_FILE
+        return None
+    return limit_of
+
+
+def _open_tarball(path: Path, spec: str, staging: Path) -> DirSource:
+    """Extract what the tarball's pod.json names below `staging`, and read it from there."""
+    found = find_member(path, spec, _is_pod_json, MAX_POD_JSON)
+    if found is None:
+        raise FetchError(f"{spec}: no pod.json at its top or in a top-level directory")
+    name, raw = found
+    prefix = name[: -len("pod.json")]  # "" or "<top-level directory>/"
+    limit_of = bundle_limits(parse_pod_json(raw, f"{spec}:{name}"))
+
+    def limit(member: str) -> int | None:
+        return limit_of(member[len(prefix):]) if member.startswith(prefix) else None
+
+    extracted = staging / "bundle"
+    extract_named(path, extracted, spec, limit)
+    return DirSource(extracted / prefix, spec, move=True)
 
 
 def open_source(spec: str, staging: Path, http: HttpOptions | None) -> DirSource | HttpSource:
@@ -141,6 +188,4 @@ def open_source(spec: str, staging: Path, http: HttpOptions | None) -> DirSource
         raise FetchError(f"{spec}: neither a bundle directory, a tarball nor a URL")
     if not os.access(path, os.R_OK):
         raise FetchError(f"{spec}: permission denied")
-    extracted = staging / "bundle"
-    extract(path, extracted, spec, allow_symlinks=False)
-    return DirSource(_bundle_root(extracted, spec), spec, move=True)
+    return _open_tarball(path, spec, staging)
