@@ -143,3 +143,21 @@ def test_a_base_image_newer_than_the_recorded_revision_does_not_block_a_release(
     assert result.returncode == 0, result.stderr
     assert (root / "channels/prod/web/frontend/1.5.0/pod.json").is_file()
     assert (root / "images/base/busybox/1.0.0/sha512").is_file()
+
+
+def test_a_command_failing_at_a_recorded_revision_says_so_and_points_at_the_command_line(tmp_path):
+    root, _ = example_repository(tmp_path)
+    build = root / "shipyard/web/build.yaml"
+    build.write_text(build.read_text().replace('umask 022 &&\n        mkdir -p "$ROOTFS/opt/logship/bin"', 'exit 7 &&\n        mkdir -p "$ROOTFS/opt/logship/bin"'))
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "broken logship")
+    broken = git(root, "rev-parse", "HEAD")
+    (root / "channels/prod/web/frontend/1.3.0.yaml").write_text(f"revision: {broken}\nvolumes: {{//web:static: 1.0.0}}\n")
+    build.write_text(build.read_text().replace("exit 7 &&", "umask 022 &&"))  # fixed in the working tree only
+    result = doit(root, "release:prod/web/frontend/1.3.0")
+    assert result.returncode != 0
+    command_line = next(n for n, line in enumerate(build.read_text().splitlines(), 1) if line.strip() == "command:")
+    assert (
+        f"{broken[:12]}:shipyard/web/build.yaml:{command_line}: image //web:logship 1.3.0: command exited with status 7 "
+        f"(built from revision {broken[:12]}, recorded at channels/prod/web/frontend/1.3.0.yaml:1, not from the working tree; "
+        "commit a fix and release a new version, or PODRELEASE_WORKING_TREE=1 to try the working tree)"
+    ) in result.stderr.splitlines()

@@ -92,18 +92,34 @@ def test_new_instruction_ends_with_a_newline(checkout):
     assert (root / f"{STAGING}/1.3.0.yaml").read_text().endswith("\n")
 
 
-def test_uncommitted_change_in_shipyard_marks_it_dirty(checkout):
+def test_new_refuses_uncommitted_changes_in_shipyard_naming_them_and_writes_nothing(checkout):
     root, head = checkout
     with open(root / "shipyard/web/app/bin/serve", "a") as f:
         f.write("# work in progress\n")
-    doit(root, "new", "staging/web/frontend/1.3.0", check=True)
+    (root / "shipyard/web/app/new-file").write_text("not committed\n")
+    before = snapshot(root)
+    line = one_error(doit(root, "new", "staging/web/frontend/1.3.0"))
+    assert line == (
+        "doit new: shipyard/ has uncommitted changes (M shipyard/web/app/bin/serve, ?? shipyard/web/app/new-file); "
+        f"images are built from the recorded revision {head[:12]}, without them: commit them first, "
+        "or give --allow-dirty to record `dirty: true`"
+    )
+    assert snapshot(root) == before
+
+
+def test_allow_dirty_writes_it_marked_dirty(checkout):
+    root, head = checkout
+    with open(root / "shipyard/web/app/bin/serve", "a") as f:
+        f.write("# work in progress\n")
+    doit(root, "new", "--allow-dirty", "staging/web/frontend/1.3.0", check=True)
     assert instruction(root, f"{STAGING}/1.3.0.yaml") == {"revision": head, "dirty": True}
 
 
-def test_untracked_file_in_shipyard_marks_it_dirty(checkout):
+def test_an_untracked_file_in_shipyard_is_an_uncommitted_change(checkout):
     root, _ = checkout
     (root / "shipyard/web/app/new-file").write_text("not committed\n")
-    doit(root, "new", "staging/web/frontend/1.3.0", check=True)
+    assert "?? shipyard/web/app/new-file" in one_error(doit(root, "new", "staging/web/frontend/1.3.0"))
+    doit(root, "new", "staging/web/frontend/1.3.0", "--allow-dirty", check=True)
     assert instruction(root, f"{STAGING}/1.3.0.yaml")["dirty"] is True
 
 
@@ -130,21 +146,37 @@ def test_new_without_from_pins_nothing(checkout):
     assert set(instruction(root, f"{STAGING}/1.3.0.yaml")) == {"revision"}
 
 
-def test_new_from_copies_pins_and_parameters(checkout):
+def test_new_from_pins_every_version_the_source_resolves_to_and_copies_parameters(checkout):
     root, head = checkout
     doit(root, "new", "staging/web/frontend/1.3.0", "--from", "1.2.0", check=True)
     assert instruction(root, f"{STAGING}/1.3.0.yaml") == {
         "revision": head,
-        "images": {"//web:frontend": "1.1.0"},
+        "images": {"//web:frontend": "1.1.0", "//web:logship": "1.2.0"},
         "volumes": {"//web:static": "1.0.0"},
         "parameters": {"args": ["--verbose"], "environment": {"LOG_LEVEL": "debug"}},
     }
 
 
+def test_new_from_a_released_version_pins_what_its_pod_json_records(released):
+    pod_json_path = released / STAGING / "1.2.0/pod.json"
+    recorded = json.loads(pod_json_path.read_text())
+    assert {i["label"]: i["version"] for i in recorded["images"]} == {"//web:frontend": "1.1.0", "//web:logship": "1.2.0"}
+    (released / STAGING / "1.2.0.yaml").write_text("volumes: {//web:static: 1.0.0}\n")  # the instruction no longer says so
+    drop_revisions(released)
+    doit(released, "new", "staging/web/frontend/1.3.0", "--from", "1.2.0", check=True)
+    assert instruction(released, f"{STAGING}/1.3.0.yaml")["images"] == {"//web:frontend": "1.1.0", "//web:logship": "1.2.0"}
+
+
+def test_a_version_made_with_new_from_builds_no_image(released):
+    doit(released, "new", "staging/web/frontend/1.3.0", "--from", "1.2.0", check=True)
+    result = doit(released, "release:staging/web/frontend/1.3.0", check=True)
+    assert not [name for name in executed(result) if name.startswith("image:")]
+
+
 def test_from_may_come_before_the_argument(checkout):
     root, _ = checkout
     doit(root, "new", "--from", "1.2.0", "staging/web/frontend/1.3.0", check=True)
-    assert instruction(root, f"{STAGING}/1.3.0.yaml")["images"] == {"//web:frontend": "1.1.0"}
+    assert instruction(root, f"{STAGING}/1.3.0.yaml")["images"]["//web:frontend"] == "1.1.0"
 
 
 def test_new_from_copies_an_explicit_rule(checkout):
@@ -159,7 +191,7 @@ def test_keys_are_written_in_a_stable_order(checkout):
     root, _ = checkout
     with open(root / "shipyard/web/app/bin/serve", "a") as f:
         f.write("# dirty\n")
-    doit(root, "new", "staging/web/frontend/1.3.0", "--from", "1.2.0", check=True)
+    doit(root, "new", "staging/web/frontend/1.3.0", "--from", "1.2.0", "--allow-dirty", check=True)
     assert list(instruction(root, f"{STAGING}/1.3.0.yaml")) == ["revision", "dirty", "images", "volumes", "parameters"]
 
 
@@ -233,7 +265,7 @@ def test_new_instruction_releases_with_its_revision_and_verifies(checkout):
     root, head = checkout
     with open(root / "shipyard/web/app/bin/serve", "a") as f:
         f.write("# dirty\n")
-    doit(root, "new", "staging/web/frontend/1.3.0", "--from", "1.2.0", check=True)
+    doit(root, "new", "staging/web/frontend/1.3.0", "--from", "1.2.0", "--allow-dirty", check=True)
     doit(root, "release:staging/web/frontend/1.3.0", check=True)
     pod = json.loads((root / f"{STAGING}/1.3.0/pod.json").read_text())
     assert pod["revision"] == head
@@ -356,7 +388,41 @@ def test_every_new_command_is_listed_by_doit_help(released):
 def test_new_works_in_a_fresh_root_without_released_artifacts(tmp_path):
     root = copy_example(tmp_path / "fresh")
     doit(root, "new", "prod/infra/db/pg/1.11.0", "--from", "1.10.0", check=True)
-    assert instruction(root, "channels/prod/infra/db/pg/1.11.0.yaml") == {"volumes": {"//infra/db:pgdata": "1.0.0"}}
+    assert instruction(root, "channels/prod/infra/db/pg/1.11.0.yaml") == {
+        "images": {"//infra/db:pg": "1.10.0"}, "volumes": {"//infra/db:pgdata": "1.0.0"},
+    }
+
+
+# ---------------------------------------------------------------- channels that do not exist yet
+
+
+def test_new_into_a_channel_that_does_not_exist_needs_new_channel(checkout):
+    root, _ = checkout
+    before = snapshot(root)
+    line = one_error(doit(root, "new", "prdo/web/frontend/1.3.0"))
+    assert line == ("doit new: channel 'prdo' does not exist (the channels are prod, staging); did you mean prod?; "
+                    "give --new-channel to start it")
+    assert snapshot(root) == before
+    doit(root, "new", "--new-channel", "canary/web/frontend/1.3.0", check=True)
+    assert (root / "channels/canary/web/frontend/1.3.0.yaml").is_file()
+
+
+def test_promote_into_a_channel_that_does_not_exist_needs_new_channel(released):
+    line = one_error(doit(released, "promote", "staging/web/frontend/1.2.0", "prdo"))
+    assert line.startswith("doit promote: channel 'prdo' does not exist (the channels are prod, staging); did you mean prod?")
+    assert not (released / "channels/prdo").exists()
+    doit(released, "promote", "--new-channel", "staging/web/frontend/1.2.0", "canary", check=True)
+    assert (released / "channels/canary/web/frontend/1.2.0.yaml").is_file()
+
+
+def test_a_mistyped_rule_gets_a_suggestion(checkout):
+    root, _ = checkout
+    (root / "channels/staging/web/site").mkdir()
+    (root / "channels/staging/web/site/1.0.0.yaml").write_text("rule: //web:frontnd\n")
+    result = doit(root, "list")
+    assert result.stderr.splitlines() == [
+        "channels/staging/web/site/1.0.0.yaml:1: no pod rule //web:frontnd (looked in shipyard/web/build.yaml); did you mean //web:frontend?"
+    ]
 
 
 # ---------------------------------------------------------------- promoting yanked versions (moved from test_review_release.py)

@@ -44,3 +44,10 @@ def test_doit_info_of_an_unknown_task_is_one_line_with_the_closest_names(release
 def test_doit_info_of_a_known_task_still_shows_it(released_example):
     result = doit(released_example, "info", "release:prod/web/frontend/1.1.0", check=True)
     assert "release:prod/web/frontend/1.1.0" in result.stdout
+
+
+def test_doit_with_an_unknown_task_is_one_line_with_the_closest_names(released_example):
+    result = doit(released_example, "relase:prod/web/frontend/1.1.0")
+    assert result.returncode == 3
+    assert result.stderr.startswith("ERROR: no task or command 'relase:prod/web/frontend/1.1.0'; did you mean release:prod/web/frontend/1.1.0")
+    assert "Traceback" not in result.stderr

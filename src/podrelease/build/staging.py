@@ -173,11 +173,11 @@ def run_command(rule: ImageRule, version: str, staging: Path, env: Mapping[str, 
         )
     except OSError as exc:
         raise UserError(
-            shown(rule), rule.line, f"image {rule.label} {version}: cannot run {rule.command[0]!r}: {exc.strerror}"
+            shown(rule), rule.command_line or rule.line, f"image {rule.label} {version}: cannot run {rule.command[0]!r}: {exc.strerror}"
         ) from None
     if result.returncode != 0:
         output = result.stdout.decode("utf-8", "replace")
-        raise ImageBuildError(rule.label, version, result.returncode, output, shown(rule), rule.line)
+        raise ImageBuildError(rule.label, version, result.returncode, output, shown(rule), rule.command_line or rule.line)
 
 
 def staged_tree(rule: ImageRule, version: str, staging: Path) -> Tree:

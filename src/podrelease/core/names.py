@@ -6,7 +6,9 @@ the code can join these strings into paths without fear of `..` or `/`.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -33,6 +35,19 @@ def quoted(value: object) -> str:
         return text
     size = f" ({len(value)} characters)" if isinstance(value, str) else ""
     return f"{text[:MAX_QUOTED]}...{size}"
+
+
+def did_you_mean(text: str, known: Iterable[object]) -> str:
+    """`; did you mean X or Y?` naming the closest of `known` to a mistyped name, or ''.
+
+    Labels share their `//path:` so much that `//web:backend` looks like
+    `//web:frontend`; the part after the last `:` must be close too.
+    """
+    close = [
+        name for name in difflib.get_close_matches(text, sorted({str(k) for k in known}), n=3, cutoff=0.6)
+        if difflib.SequenceMatcher(None, text.rpartition(":")[2], name.rpartition(":")[2]).ratio() >= 0.6
+    ]
+    return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 def check_ac_name(text: object, what: str) -> str:

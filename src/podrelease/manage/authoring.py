@@ -23,7 +23,7 @@ import yaml
 
 from ..core import fsops, git
 from ..core.errors import PodJsonError, UserError
-from ..core.names import Label, PodVersion, check_ac_name, check_label_path, check_segment, check_version, quoted, version_key
+from ..core.names import Label, PodVersion, check_ac_name, check_label_path, check_segment, check_version, did_you_mean, quoted, version_key
 from ..core.podjson import PodJson, read_pod_json
 from ..model import instructions, rules
 from ..model.instructions import Instruction, Parameters, Pin
@@ -73,6 +73,7 @@ class Revision:
     commit: str | None  # None: no git checkout (or no commit yet)
     dirty: bool = False
     note: str | None = None  # why there is no commit, for stderr
+    changes: tuple[str, ...] = ()  # `git status --porcelain` lines of what is uncommitted under shipyard/
 
 
 def source_revision(shipyard: Path) -> Revision:
@@ -98,7 +99,38 @@ def source_revision(shipyard: Path) -> Revision:
     status = git.run(shipyard, "status", "--porcelain", "--untracked-files=normal", "--", ".")
     if status.returncode != 0:
         raise refuse(f"git status failed in {shipyard}: {status.stderr.strip() or status.returncode}")
-    return Revision(head.stdout.strip(), dirty=bool(status.stdout.strip()))
+    changes = tuple(line.strip() for line in status.stdout.splitlines() if line.strip())
+    return Revision(head.stdout.strip(), dirty=bool(changes), changes=changes)
+
+
+def refuse_dirty(revision: Revision) -> None:
+    """Images build from the recorded revision: uncommitted edits would silently be left out."""
+    shown = ", ".join(revision.changes[:5]) + (f" and {len(revision.changes) - 5} more" if len(revision.changes) > 5 else "")
+    raise refuse(
+        f"shipyard/ has uncommitted changes ({shown}); images are built from the recorded revision "
+        f"{(revision.commit or '')[:12]}, without them: commit them first, or give --allow-dirty to record `dirty: true`"
+    )
+
+
+# ---------------------------------------------------------------- the channel
+
+
+def existing_channels(root: ReleaseRoot) -> list[str]:
+    try:
+        names = os.listdir(root.channels)
+    except OSError:
+        return []
+    return sorted(name for name in names if not name.startswith(".") and (root.channels / name).is_dir())
+
+
+def check_channel(root: ReleaseRoot, channel: str, new_channel: bool) -> None:
+    """A typo must not start a channel: a channel that does not exist yet needs --new-channel."""
+    known = existing_channels(root)
+    if channel in known or new_channel:
+        return
+    listed = f"the channels are {', '.join(known)}" if known else "there is no channel yet"
+    raise refuse(f"channel {channel!r} does not exist ({listed}){did_you_mean(channel, known)}; "
+                 "give --new-channel to start it")
 
 
 # ---------------------------------------------------------------- the document
@@ -238,26 +270,55 @@ class Written:
     notes: tuple[str, ...] = ()
 
 
-def new_instruction(root: ReleaseRoot, target: PodVersion, from_version: str | None = None) -> Written:
-    """A new instruction: the source revision, and the pins and parameters of `--from` if given.
+def new_instruction(root: ReleaseRoot, target: PodVersion, from_version: str | None = None,
+                    allow_dirty: bool = False, new_channel: bool = False) -> Written:
+    """A new instruction: the source revision, and with `--from` the versions the source used.
 
     Without `--from` nothing is pinned: every image and volume defaults to
     the new pod version, which is what a new release of code normally is.
+    With `--from`, every image and volume is pinned to the version the
+    source release used (its pod.json if it is released, else what its
+    instruction resolves to), with its rule and parameters: the new version
+    is the old one until a pin is changed.
     """
+    check_channel(root, target.channel, new_channel)
     build_files = rules.load_all(root)
-    rule, images, volumes, parameters = None, {}, {}, Parameters()
+    rule, parameters = None, Parameters()
+    images: dict[Label, str] = {}
+    volumes: dict[Label, str] = {}
     if from_version is not None:
         source = _load_from(root, target, from_version)
         rule = source.rule if source.rule != source.pod else None
-        images = {pin.label: pin.version for pin in source.images}
-        volumes = {pin.label: pin.version for pin in source.volumes}
+        images, volumes = versions_used(root, source, build_files)
         parameters = source.parameters
     # the path, the rule and the pins are checked before git is asked anything
     check_instruction(root, target, instruction_document(rule, None, False, images, volumes, parameters), build_files)
     revision = source_revision(root.shipyard)
+    if revision.dirty and not allow_dirty:
+        refuse_dirty(revision)
     document = instruction_document(rule, revision.commit, revision.dirty, images, volumes, parameters)
     path = write_instruction(root, target, document, build_files)
     return Written(path, (revision.note,) if revision.note else ())
+
+
+def versions_used(root: ReleaseRoot, source: Instruction, build_files: list) -> tuple[dict[Label, str], dict[Label, str]]:
+    """The image and volume versions `source` released with (pod.json), or resolves to if it is pending.
+
+    Only images and volumes the pod rule still names are pinned: a pin for
+    one it dropped would not plan.
+    """
+    pod = next(iter(make_plan(build_files, [source]).pods.values()))
+    images = {build.rule.label: build.version for build in pod.images}
+    volumes = {volume.mount.label: volume.version for volume in pod.volumes}
+    path = root.pod_dir(source.channel, source.pod, source.version) / POD_JSON
+    if path.is_file():
+        try:
+            released = read_pod_json(path, root.shown(path))
+        except PodJsonError as err:
+            raise refuse(f"--from {source.version}: {err}") from None
+        images.update({i.label: i.version for i in released.images if i.label in images})
+        volumes.update({v.label: v.version for v in released.volumes if v.label in volumes})
+    return images, volumes
 
 
 def _load_from(root: ReleaseRoot, target: PodVersion, from_version: str) -> Instruction:
@@ -275,7 +336,7 @@ def _load_from(root: ReleaseRoot, target: PodVersion, from_version: str) -> Inst
 # ---------------------------------------------------------------- doit promote
 
 
-def promote(root: ReleaseRoot, source: PodVersion, to_channel: str) -> Written:
+def promote(root: ReleaseRoot, source: PodVersion, to_channel: str, new_channel: bool = False) -> Written:
     """The instruction that releases exactly the source's pod in another channel.
 
     Every image and volume version and the revision come from the source's
@@ -286,6 +347,7 @@ def promote(root: ReleaseRoot, source: PodVersion, to_channel: str) -> Written:
     """
     if to_channel == source.channel:
         raise refuse(f"{source} is already in channel {to_channel}")
+    check_channel(root, to_channel, new_channel)
     released = _released_pod(root, source)
     instruction = _source_instruction(root, source)
     if instruction is not None and instruction.yanked:

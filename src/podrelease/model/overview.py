@@ -16,13 +16,12 @@ still counts for tip, as it does for `doit` (its yanking cannot be known).
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from ..core.errors import UserError, UserErrors
-from ..core.names import Label, version_key
+from ..core.names import Label, did_you_mean, version_key
 from . import instructions
 from .instructions import Instruction
 from .layout import POD_JSON, InstructionPath, ReleaseRoot, scan_channels
@@ -198,6 +197,4 @@ def select(pods: list[PodStatus], filters: list[str], command: str) -> list[PodS
 
 def unknown(text: str, known: list[str], command: str) -> str:
     """What a filter that selects nothing prints: the closest filters that select something."""
-    close = difflib.get_close_matches(text, known, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(close)}?" if close else f" (see `{command}` without arguments)"
-    return f"nothing matches {text!r}{hint}"
+    return f"nothing matches {text!r}{did_you_mean(text, known) or f' (see `{command}` without arguments)'}"

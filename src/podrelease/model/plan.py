@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..core.errors import UserError, UserErrors
-from ..core.names import Label, version_key
+from ..core.names import Label, did_you_mean, version_key
 from .instructions import Instruction, Parameters, Pin
 from .rules import BuildFile, ImageRule, PodRule, VolumeMount
 
@@ -163,13 +163,15 @@ def _add_release(plan: Plan, instruction: Instruction, images: dict, pods: dict,
     rule = pods.get(instruction.rule)
     if rule is None:
         folder = f"{instruction.rule.path}/" if instruction.rule.path else ""
-        raise UserError(instruction.shown, instruction.rule_line, f"no pod rule {instruction.rule} (looked in shipyard/{folder}build.yaml)")
+        raise UserError(instruction.shown, instruction.rule_line,
+                        f"no pod rule {instruction.rule} (looked in shipyard/{folder}build.yaml){did_you_mean(str(instruction.rule), pods)}")
     _check_pins(instruction, instruction.images, rule.images, "image")
     _check_pins(instruction, instruction.volumes, tuple(v.label for v in rule.volumes), "volume")
     pod_images = []
     for label in rule.images:
         if label not in images:
-            raise UserError(rule.shown, rule.image_line(label), f"pod {rule.label} uses image {label}, which no build file defines")
+            raise UserError(rule.shown, rule.image_line(label),
+                            f"pod {rule.label} uses image {label}, which no build file defines{did_you_mean(str(label), images)}")
         build = _image_build(plan, images, label, _version(instruction, instruction.images, label))
         _choose_revision(plan, build, instruction)
         pod_images.append(build)
@@ -194,7 +196,7 @@ def effective_rule(images: dict[Label, ImageRule], label: Label, chain: tuple[La
         cycle = " -> ".join(str(step) for step in chain + (label, rule.base))
         raise UserError(rule.shown, rule.line, f"image {label} starts from itself: {cycle}")
     if rule.base not in images:
-        raise UserError(rule.shown, rule.line, f"image {label} starts from {rule.base}, which no build file defines")
+        raise UserError(rule.shown, rule.line, f"image {label} starts from {rule.base}, which no build file defines{did_you_mean(str(rule.base), images)}")
     base = effective_rule(images, rule.base, chain + (label,))
     if base.app is None:
         return rule
@@ -246,4 +248,5 @@ def _version(instruction: Instruction, pins: tuple[Pin, ...], label: Label) -> s
 def _check_pins(instruction: Instruction, pins: tuple[Pin, ...], labels: tuple[Label, ...], what: str) -> None:
     for pin in pins:
         if pin.label not in labels:
-            raise UserError(instruction.shown, pin.line, f"{what} {pin.label} is not part of pod rule {instruction.rule}")
+            raise UserError(instruction.shown, pin.line,
+                            f"{what} {pin.label} is not part of pod rule {instruction.rule}{did_you_mean(str(pin.label), labels)}")

@@ -123,6 +123,7 @@ class ImageRule:
     shown: str = ""  # build_file as shown in messages
     base: Label | None = None  # `from:` the image whose rootfs this one starts from
     base_version: str | None = None
+    command_line: int | None = None  # where `command:` is (a failing command points there)
 
     @property
     def folder(self) -> Path:
@@ -247,6 +248,7 @@ def _image_rule(fields: Fields, path: Path, label_path: str, name: str) -> Image
         os=fields.text(where + ("os",), "os") if "os" in spec else "linux",
         arch=fields.text(where + ("arch",), "arch") if "arch" in spec else "amd64",
         shown=fields.doc.path,
+        command_line=fields.doc.line(where + ("command",)) if command is not None else None,
         **(_base(fields, where + ("from",), label_path) if spec.get("from") is not None else {}),
     )
 

@@ -208,7 +208,15 @@ class Release:
         build_file = self.root.build_file(build.rule.label.path)
         with revisions.folder_at(self.sources.checkout, commit, build_file.parent) as folder:
             rule = self.rule_at_revision(build, folder / build_file.name, commit)
-            imaging.build_image(rule, build.version, target, base=self.base_at_revision(rule, commit), source={"revision": commit})
+            try:
+                imaging.build_image(rule, build.version, target, base=self.base_at_revision(rule, commit), source={"revision": commit})
+            except imaging.ImageBuildError as err:
+                # the working tree is not what failed: say so, or a fix there looks ignored
+                choice = self.plan.revisions[build.name]
+                err.message += (f" (built from revision {commit[:12]}, recorded at {choice.shown}:{choice.line}, not from the "
+                                f"working tree; commit a fix and release a new version, or {revisions.WORKING_TREE_ENV}=1 to try "
+                                "the working tree)")
+                raise
 
     def base_at_revision(self, rule: ImageRule, commit: str) -> Path | None:
         """The built base the rule names at `commit` (which may be none, or another than today's)."""

@@ -16,7 +16,6 @@ Everything else is doit's: these are thin subclasses over its commands.
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 
@@ -30,6 +29,7 @@ from doit.cmd_run import Run as DoitRun
 from doit.cmd_strace import Strace as DoitStrace
 from doit.exceptions import InvalidCommand
 
+from ...core.names import did_you_mean
 from ..root import seek_release_root
 from .base import USAGE_ERROR
 
@@ -49,7 +49,17 @@ class SeeksRoot:
 
 
 class Run(SeeksRoot, DoitRun):
-    pass
+    """`doit [TASK...]`; an unknown task is one line with the closest task names."""
+
+    def execute(self, params, args):
+        try:
+            return super().execute(params, args)
+        except InvalidCommand as err:
+            if err.not_found is None:
+                raise
+            known = [task.name for task in self.task_list]
+            hint = did_you_mean(err.not_found, known) or f" (see `{self.bin_name} list`)"
+            raise InvalidCommand(f"no task or command {err.not_found!r}{hint}") from None
 
 
 class Clean(SeeksRoot, DoitClean):
@@ -84,8 +94,7 @@ class Info(SeeksRoot, DoitInfo):
     def _execute(self, pos_args, hide_status=False):
         known = [task.name for task in self.task_list]
         if len(pos_args) == 1 and pos_args[0] not in known:
-            close = difflib.get_close_matches(pos_args[0], known, n=3, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(close)}?" if close else f" (see `{self.bin_name} list`)"
+            hint = did_you_mean(pos_args[0], known) or f" (see `{self.bin_name} list`)"
             raise InvalidCommand(f"no task {pos_args[0]!r}{hint}")
         return super()._execute(pos_args, hide_status)
 
