@@ -45,3 +45,19 @@ def test_tip_lines_and_summary_come_back_from_worker_processes(tmp_path):
     result = doit(root, "-n", "2", "-P", "process", check=True)
     assert result.stdout.splitlines()[-1] == "8 images built, 6 pods assembled, 4 tips moved"
     assert sum(line.startswith("tip ") for line in result.stdout.splitlines()) == 4
+
+
+def test_bundling_a_yanked_version_warns_with_its_reason(tmp_path):
+    root = copy_example(tmp_path / "root")
+    doit(root, check=True)
+    instruct(root, "1.1.0", (root / "channels/prod/web/frontend/1.1.0.yaml").read_text() + 'yanked: true\nreason: "500s on /checkout"\n')
+    result = doit(root, "bundle:prod/web/frontend/1.1.0", check=True)
+    assert ("channels/prod/web/frontend/1.1.0.yaml: warning: bundling //web:frontend 1.1.0, which is yanked (500s on /checkout)"
+            in result.stderr.splitlines())
+    assert (root / "bundles/prod/web/frontend/1.1.0/pod.json").is_file()
+
+
+def test_bundling_a_good_version_does_not_warn(tmp_path):
+    root = copy_example(tmp_path / "root")
+    result = doit(root, "bundle:prod/web/frontend/1.1.0", check=True)
+    assert "warning" not in result.stderr

@@ -367,6 +367,11 @@ class Release:
     # ------------------------------------------------------------ bundles
 
     def write_bundle(self, pod: PodAssembly) -> None:
+        instruction = pod.instruction
+        if instruction.yanked:
+            # a bundle is carried to machines that cannot see the instruction: say it here
+            sys.stderr.write(f"{instruction.shown}: warning: bundling {instruction.pod} {instruction.version}, which is yanked "
+                             f"({instruction.reason or 'no reason given'})\n")
         bundle = self.root.bundle_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
         with locks.holding(self.root.path, f"bundle:{pod.name}"):
             bundles.write_bundle(Path(self.pod_json_path(pod)).parent, bundle, self.root.shown(bundle))
