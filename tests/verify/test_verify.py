@@ -322,7 +322,43 @@ def test_changed_command_is_named_in_the_drift_warning(root):
 
 def test_drift_is_not_reported_when_a_higher_version_is_pending(root):
     edit(root / "shipyard/web/build.yaml", "exec: [/opt/frontend/bin/serve, --config", "exec: [/opt/frontend/bin/serve, --conf")
-    (root / "channels/staging/web/frontend/1.3.0.yaml").write_text("")
+    (root / "channels/staging/web/frontend/1.3.0.yaml").write_text("volumes: {//web:static: 1.0.0}\n")
     result = verify(root)
     assert result.returncode == 0
     assert problem_lines(result) == []
+
+
+# ---------------------------------------------------------------- what doit cannot finish, or can no longer see
+
+
+def test_a_pending_instruction_whose_volume_is_missing_cannot_be_released(root):
+    (root / "channels/prod/web/frontend/1.4.0.yaml").write_text("images: {//web:frontend: 1.1.0}\nvolumes: {//web:static: 9.9.9}\n")
+    assert one_error(root) == (
+        "channels/prod/web/frontend/1.4.0.yaml:2: cannot be released: volume //web:static version 9.9.9 is missing "
+        "(volumes/web/static/9.9.9/); releases never create volumes (doit volume-create makes one)"
+    )
+
+
+def test_a_pending_instruction_whose_rule_is_missing_cannot_be_released(root):
+    (root / "channels/prod/web/frontend/1.4.0.yaml").write_text("rule: //web:backend\n")
+    assert one_error(root) == (
+        "channels/prod/web/frontend/1.4.0.yaml:1: no pod rule //web:backend (looked in shipyard/web/build.yaml)"
+    )
+
+
+def test_a_released_version_whose_instruction_was_deleted_is_a_warning(root):
+    (root / "channels/prod/infra/db/pg/1.9.0.yaml").unlink()
+    result = verify(root)
+    assert result.returncode == 0
+    assert problem_lines(result) == [
+        "channels/prod/infra/db/pg/1.9.0: warning: released, but its instruction channels/prod/infra/db/pg/1.9.0.yaml "
+        "was deleted: restore it from git, or remove the version with doit cleanup"
+    ]
+
+
+def test_a_tip_at_a_version_whose_instruction_was_deleted_is_an_error(root):
+    (root / "channels/prod/infra/db/pg/1.10.0.yaml").unlink()
+    assert one_error(root) == (
+        "channels/prod/infra/db/pg/1.10.0: tip points at this version, but its instruction "
+        "channels/prod/infra/db/pg/1.10.0.yaml was deleted: restore it from git (doit cannot yank or check a version without one)"
+    )

@@ -13,7 +13,9 @@ fault is one line (report.py).
 - hash (scan.py, drift.py): every image and volume file once, and what each
   image's rule gives now, in parallel threads;
 - check: images (images.py), pod directories (pods.py), tips (tips.py),
-  instructions against their pod directories (agreement.py), drift (drift.py);
+  instructions against their pod directories (agreement.py), pending
+  instructions that cannot be released and released versions whose
+  instruction was deleted (pending.py), drift (drift.py);
 - sort the problems by path.
 """
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from ..build import archive
 from ..model.layout import ReleaseRoot
-from . import agreement, drift, images, pods, scan, sources, tips
+from . import agreement, drift, images, pending, pods, scan, sources, tips
 from .report import Problem, Problems, Report
 
 __all__ = ["Problem", "Report", "verify"]
@@ -42,7 +44,7 @@ def verify(root: ReleaseRoot, workers: int | None = None) -> Report:
     loaded = sources.load_instructions(found, problems)
     planned = sources.plan(problems, build_files, loaded, defaults, build_errors or default_errors)
 
-    drift_jobs = drift.drift_jobs(found, build_files, planned)
+    drift_jobs = drift.drift_jobs(found, build_files, sources.builds(planned))
     scan.run_in_parallel(scan.hash_jobs(found) + [job.compute for job in drift_jobs], workers or archive.default_workers())
 
     for image in found.images.values():
@@ -53,6 +55,10 @@ def verify(root: ReleaseRoot, workers: int | None = None) -> Report:
         tips.check_tip(found, problems, home)
     for instruction in loaded:
         agreement.check_agreement(found, problems, instruction)
+    for assembly in planned:
+        pending.check_pending(found, problems, assembly)
+    for home in found.homes:
+        pending.check_without_instruction(found, problems, home)
     for job in drift_jobs:
         drift.report_drift(problems, job)
 

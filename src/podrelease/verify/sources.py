@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..core.errors import UserError, UserErrors
 from ..model import instructions, rules
-from ..model.plan import ImageBuild, Plan, make_plan
+from ..model.plan import ImageBuild, PodAssembly, make_plan
 from .report import Problems
 from .scan import Scan
 
@@ -69,25 +69,26 @@ def plan(
     loaded: list[instructions.Instruction],
     defaults: dict[str, instructions.Parameters],
     source_errors: bool,
-) -> list[ImageBuild]:
-    """The image builds a release would make (yanked instructions build nothing).
+) -> list[PodAssembly]:
+    """The pods a release would assemble, each instruction's that plans.
 
     Plan errors are reported as a release would report them, unless a
     broken build or channel file already explains why the plan fails.
     """
     try:
-        return _builds(make_plan(build_files, loaded, defaults))
+        return list(make_plan(build_files, loaded, defaults).pods.values())
     except UserErrors as err:
         if not source_errors:
             problems.report_error("instruction", err)
-    planned = []
+    planned: list[PodAssembly] = []
     for instruction in loaded:
         try:
-            planned.extend(_builds(make_plan(build_files, [instruction], defaults)))
+            planned.extend(make_plan(build_files, [instruction], defaults).pods.values())
         except UserError:
             continue
     return planned
 
 
-def _builds(plan: Plan) -> list[ImageBuild]:
-    return [build for pod in plan.pods.values() if not pod.instruction.yanked for build in pod.images]
+def builds(pods: list[PodAssembly]) -> list[ImageBuild]:
+    """The image builds of the planned pods (yanked instructions build nothing)."""
+    return [build for pod in pods if not pod.instruction.yanked for build in pod.images]

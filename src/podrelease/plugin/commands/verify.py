@@ -42,6 +42,9 @@ parses and matches the spec; every symlink is relative, resolves and stays
 inside the release root; the referenced image and volume versions exist and
 volume files keep their sha512), every tip (points at the highest released
 version) and every instruction (loads; agrees with its pod directory).
+Reports a pending instruction that cannot be released (a missing volume
+version, a missing pod or image rule), and a released version whose
+instruction was deleted (a warning; an error when tip points at it).
 Warns when an image's rule or input files changed since its newest version was
 built (drift: the version was not bumped).
 Prints one `path[:line]: message` line per problem, then a summary.
