@@ -241,7 +241,7 @@ def test_progress_of_a_large_download_is_shown_on_a_terminal(server, tmp_path):
     os.close(leader)
     assert proc.wait() == 0
     text = shown.decode()
-    assert "frontend/image.aci" in text and "100%" in text and "MiB" in text
+    assert "frontend/image.aci" in text and "100%" in text and "B/s" in text
     assert "static/assets.tar.gz" not in text  # small files show no progress
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from ..core import fsops
+from ..core import fsops, progress
 from ..core.errors import UserError
 from ..core.hashing import HashingWriter
 from ..model.rules import ImageRule
@@ -105,7 +105,7 @@ def build_image(
         fsops.make_dirs(tmp / oci.LAYOUT_DIR)
         # the rootfs again, as the OCI image's layer; uncompressed, as `LAYER_COMPRESSION` says why
         with oci.LayerSink(tmp / oci.LAYOUT_DIR, LAYER_COMPRESSION) as layer:
-            outputs = _Outputs(aci_hash, layer)
+            outputs = _Outputs(aci_hash, layer, f"image {rule.label} {version}")
             try:
                 whole = rootfs_tree(rule, staging.extract_base(rule, base, extracted)) if base else tree
                 if rule.command:
@@ -137,6 +137,7 @@ class _Outputs:
 
     aci_hash: Any  # a hashlib object fed image.aci as stored
     layer: oci.LayerSink  # the OCI layer: the same rootfs, without the `rootfs/` prefix
+    description: str = "image"  # what a progress bar on a terminal calls it
 
 
 def _build_from_sources(tree: Tree, manifest: bytes, tmp: Path, outputs: _Outputs) -> tuple[str, dict[str, str]]:
@@ -202,11 +203,27 @@ def _write_aci(path: Path, entries: Iterable[Entry], file_digests: dict[str, str
 
     `outputs.aci_hash` is fed the compressed bytes as they are written.
     """
+    entries = list(entries)
+    total = _total_bytes(entries) if progress.on_terminal() else None  # a stat per file only for a person watching
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, fsops.ARTIFACT_FILE_MODE)
-    with open(fd, "wb") as out:
+    with open(fd, "wb") as out, progress.Progress(outputs.description, total, len(entries)) as shown:
         os.fchmod(fd, fsops.ARTIFACT_FILE_MODE)
         with ParallelGzipWriter(HashingWriter(out, outputs.aci_hash)) as gzip:
-            return write_tar(entries, gzip, file_digests, subtree=(outputs.layer, STAGING_NAME))
+            return write_tar(shown.each_file(entries), shown.counting(gzip), file_digests, subtree=(outputs.layer, STAGING_NAME))
+
+
+def _total_bytes(entries: list[Entry]) -> int:
+    """About the tar's size: each file's content (headers and padding are small beside a long build)."""
+    total = 0
+    for entry in entries:
+        if entry.data is not None:
+            total += len(entry.data)
+        elif entry.source is not None:
+            try:
+                total += os.stat(entry.source).st_size
+            except OSError:
+                pass  # write_tar reports it
+    return total
 
 
 # -- build.json ---------------------------------------------------------------

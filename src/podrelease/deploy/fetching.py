@@ -41,6 +41,7 @@ from typing import TextIO
 from .. import __version__
 from ..core.errors import FetchError
 from ..core.hashing import Check, copy_verified
+from ..core.progress import Progress
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 USER_AGENT = f"podrelease-ops-onboard/{__version__}"
@@ -80,41 +81,6 @@ def _is_transient(e: BaseException) -> bool:
             return False
         return isinstance(reason, OSError)
     return isinstance(e, (http.client.HTTPException, ConnectionError, TimeoutError, socket.timeout))
-
-
-class Progress:
-    """One self-overwriting line on a terminal: `what  12.0/200.0 MiB  6%  310 MiB/s`."""
-
-    def __init__(self, what: str, total: int | None, stream: TextIO, start: int = 0):
-        self.what = what
-        self.total = total
-        self.stream = stream
-        self.done = start
-        self._start_bytes = start
-        self._t0 = time.monotonic()
-        self._shown = 0.0
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self._shown >= 0.1:
-            self._shown = now
-            self._render(now)
-
-    def _render(self, now: float) -> None:
-        mib = self.done / (1 << 20)
-        rate = (self.done - self._start_bytes) / (1 << 20) / max(now - self._t0, 1e-6)
-        if self.total:
-            text = f"{self.what}  {mib:.1f}/{self.total / (1 << 20):.1f} MiB  {100 * self.done // self.total:3d}%  {rate:.0f} MiB/s"
-        else:
-            text = f"{self.what}  {mib:.1f} MiB  {rate:.0f} MiB/s"
-        self.stream.write("\r" + text + "\x1b[K")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        self._render(time.monotonic())
-        self.stream.write("\n")
-        self.stream.flush()
 
 
 class _RedirectHandler(urllib.request.HTTPRedirectHandler):
@@ -228,19 +194,14 @@ class HttpFetcher:
                             state.check, state.done = make_check(), 0
                         length = resp.headers.get("Content-Length")
                         total = state.done + int(length) if length and length.isdigit() else None
-                        progress = (Progress(what, total, self.stream, state.done)
-                                    if self._show_progress(total) else None)
+                        with Progress(what, total, stream=self.stream, delay=0, interval=0.1, leave=True, start=state.done,
+                                      shown=self._show_progress(total)) as progress:
 
-                        def on_chunk(n: int) -> None:
-                            state.done += n
-                            if progress is not None:
+                            def on_chunk(n: int) -> None:
+                                state.done += n
                                 progress.advance(n)
 
-                        try:
                             copy_verified(resp.readinto, out, state.check, on_chunk)
-                        finally:
-                            if progress is not None:
-                                progress.finish()
                         # http.client's readinto ends quietly when the connection closes early.
                         if total is not None and state.done < total:
                             raise _Transient(f"connection closed after {state.done} of {total} bytes (truncated)")
