@@ -17,10 +17,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from hostile import onboard, one_line_error
 
 from podrelease.build.bundles import write_bundle
 
+from hostile import onboard, one_line_error
 from podfactory import ReleaseRoot, standard_pod, tree
 
 ACTOOL = shutil.which("actool")

@@ -7,7 +7,6 @@ than an overlay (a release that must succeed, a file outside the root).
 from __future__ import annotations
 
 from hostile import doit, onboard
-
 from instructing import FRONTEND, instruct
 
 RELEASE_MEMORY = 2 << 30  # a release that succeeds builds images on a few threads

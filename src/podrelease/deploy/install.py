@@ -22,12 +22,21 @@ Images whose pod.json entry pins an OCI manifest get their OCI layout
 (`images/<id>/oci/`, see ocilayout.py) staged and checked with the rest,
 inside the same image directory and the same renames.
 
-`install(..., make_current=False)` stops short of `current`: run.py then
+DIR's lock is held only around the commit. `prepare` fetches and checks
+without it (a slow download or a long hash blocks no other command): it
+reads DIR to know what to reuse or repair, remembers which directories it
+saw (device and inode), and writes only its own staging directory, which
+`fsops.sweep` leaves alone while its process lives. `commit`, under the
+lock, first checks DIR still holds what `prepare` saw, else raises `Changed`
+and the store prepares again; then it renames. An image another deploy
+installed meanwhile was checked by that deploy, and is used as it is.
+
+`commit(..., make_current=False)` stops short of `current`: run.py then
 runs the new version and switches `current` only once it is healthy; the
 argument why a crash there leaves one version current, and the next
 `start` running it, is run.py's docstring.
 
-Before any of that, `deploy` settles the easy cases: the same pod.json
+Before any of that, `prepare` settles the easy cases: the same pod.json
 installed intact is left alone (made current if nothing is); installed but
 damaged, it is installed again, replacing the damaged directories in the
 same transaction.
@@ -39,6 +48,7 @@ import errno
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -76,28 +86,60 @@ def is_tarball(name: str) -> bool:
     return name.endswith(TAR_SUFFIXES)
 
 
-def deploy(layout: Layout, spec: str, http: HttpOptions | None, say: Callable[[str], None]) -> str:
-    """Install the pod `spec` names and make it current; returns what was done. DIR must be locked."""
-    return install(layout, spec, http, say)[1]
+Identity = tuple[int, int]  # (st_dev, st_ino): which directory a name held when it was checked
 
 
-def install(layout: Layout, spec: str, http: HttpOptions | None, say: Callable[[str], None],
-            make_current: bool = True) -> tuple[PodJson, str]:
-    """Install the pod `spec` names (current too, if `make_current`); the pod and what was done.
+def _identity(path: Path) -> Identity | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
-    With `make_current` off the version is installed beside the current one,
-    which `run.py` switches to only once the new version runs healthy.
-    DIR must be locked.
+
+class Changed(ContractError):
+    """DIR changed, between the checks done without its lock and the commit, in a way they relied on."""
+
+
+@dataclass
+class Prepared:
+    """A deploy fetched and checked in its staging directory, waiting for DIR's lock to commit.
+
+    `seen_version` and `seen_images` record which directories the checks
+    found (None: absent); the commit holds only if DIR still has those.
+    """
+
+    pod: PodJson
+    staging: Path
+    final: Path
+    vstage: Path | None  # None: the version is installed and intact, nothing to install
+    problem: str | None  # why an installed version is installed again
+    seen_version: Identity | None
+    new_images: dict[str, Path] = field(default_factory=dict)  # image id -> its staged directory
+    seen_images: dict[str, Identity | None] = field(default_factory=dict)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def prepare(layout: Layout, spec: str, http: HttpOptions | None, say: Callable[[str], None]) -> Prepared:
+    """Fetch and check everything the pod `spec` names into a new staging directory below DIR.
+
+    Needs no lock: it only reads DIR (the installed version and images, to
+    know what to reuse or repair) and writes its own staging directory,
+    which `fsops.sweep` leaves alone while this process lives. The caller
+    commits the result under DIR's lock, and discards it in any case.
     """
     staging = layout.staging("deploy")
     try:
-        return _deploy(layout, spec, staging, http, say, make_current)
-    finally:
+        return _prepare(layout, spec, staging, http, say)
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
-def _deploy(layout: Layout, spec: str, staging: Path, http: HttpOptions | None,
-            say: Callable[[str], None], make_current: bool) -> tuple[PodJson, str]:
+def _prepare(layout: Layout, spec: str, staging: Path, http: HttpOptions | None,
+             say: Callable[[str], None]) -> Prepared:
     source = open_source(spec, staging, http)
     raw = source.read_pod_json(MAX_POD_JSON)
     pod = parse_pod_json(raw, source.describe("pod.json"))
@@ -107,8 +149,9 @@ def _deploy(layout: Layout, spec: str, staging: Path, http: HttpOptions | None,
                            "(DIR/pods/<label_path>/<pod>/current names the active version)")
     final = layout.version_dir(label, version)
     check_no_conflict(layout, label, version)
+    seen_version = _identity(final)
     checks = ImageChecks()
-    repair = False
+    problem = None
     if (final / RECORD).is_file():
         try:
             installed_raw: bytes | None = (final / "pod.json").read_bytes()
@@ -121,23 +164,56 @@ def _deploy(layout: Layout, spec: str, staging: Path, http: HttpOptions | None,
             )
         problems = check_version(layout, final, checks) + _oci_problems(layout, pod)
         if not problems:
-            if make_current and current(final.parent) is None:
-                point_current(final.parent, version)
-                return pod, f"{label} {version} is already installed and intact; it is now current"
-            return pod, f"{label} {version} is already installed and intact; nothing to do"
-        say(f"{label} {version} is installed but damaged ({problems[0]}); installing it again")
-        repair = True
+            return Prepared(pod, staging, final, None, None, seen_version)
+        problem = problems[0]
+        say(f"{label} {version} is installed but damaged ({problem}); installing it again")
 
-    new_images = _stage_images(layout, pod, source, staging, checks, say)
-    vstage = _stage_version(layout, pod, source, staging, final)
-    for image_dir in new_images.values():
+    prepared = Prepared(pod, staging, final, None, problem, seen_version)
+    prepared.seen_images = {image.id: _identity(layout.image_dir(image.id)) for image in pod.images}
+    prepared.new_images = _stage_images(layout, pod, source, staging, checks, say)
+    prepared.vstage = _stage_version(layout, pod, source, staging, final)
+    for image_dir in prepared.new_images.values():
         fsync_tree(image_dir)
-    fsync_tree(vstage)
-    _commit(layout, pod, final, vstage, new_images, staging, repair, make_current)
+    fsync_tree(prepared.vstage)
+    return prepared
+
+
+def commit(layout: Layout, prepared: Prepared, make_current: bool = True) -> str:
+    """Put a prepared deploy in place (current too, if `make_current`); says what was done.
+
+    DIR must be locked. Changed if DIR no longer holds what the checks
+    relied on (the caller prepares again); an image that appeared meanwhile
+    was checked by the deploy that renamed it in, and is used as it is.
+    With `make_current` off the version is installed beside the current one,
+    which `run.py` switches to only once the new version runs healthy.
+    """
+    pod, final = prepared.pod, prepared.final
+    label, version = pod.label, pod.version
+    check_no_conflict(layout, label, version)
+    if _identity(final) != prepared.seen_version:
+        raise Changed(f"{label} {version} was installed or removed meanwhile")
+    if prepared.vstage is None:
+        if make_current and current(final.parent) is None:
+            point_current(final.parent, version)
+            return f"{label} {version} is already installed and intact; it is now current"
+        return f"{label} {version} is already installed and intact; nothing to do"
+    new_images = {}
+    for image_id, seen in prepared.seen_images.items():
+        now = _identity(layout.image_dir(image_id))
+        if image_id in prepared.new_images:
+            if seen is None and now is not None:
+                continue  # another deploy installed it, checked, meanwhile
+            if now != seen:
+                raise Changed(f"image {short(image_id)} was replaced meanwhile")
+            new_images[image_id] = prepared.new_images[image_id]
+        elif now != seen:
+            raise Changed(f"image {short(image_id)} was removed or replaced meanwhile")
+    _commit(layout, pod, final, prepared.vstage, new_images, prepared.staging, prepared.problem is not None,
+            make_current)
     reused = len({i.id for i in pod.images}) - len(new_images)
     note = f" ({reused} image{'s' if reused != 1 else ''} already installed)" if reused else ""
-    now = "; it is now current" if make_current else ""
-    return pod, f"deployed {label} {version} to {final}{note}{now}"
+    now_current = "; it is now current" if make_current else ""
+    return f"deployed {label} {version} to {final}{note}{now_current}"
 
 
 def _oci_problems(layout: Layout, pod: PodJson) -> list[str]:

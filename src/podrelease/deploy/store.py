@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Installed", "Store"]
 
+COMMIT_ATTEMPTS = 3  # a deploy prepares again when another command changed what it checked
+
 
 class Store:
     """The pods installed under one DIR; every public method takes the lock."""
@@ -70,25 +72,28 @@ class Store:
 
     # -- locking -----------------------------------------------------------
 
-    @contextmanager
-    def locked(self, create: bool = True) -> Iterator[bool]:
-        """Hold DIR's lock; yields False (without locking) if DIR does not exist and `create` is off."""
+    def _make_root(self) -> None:
         if not self.root.is_dir():
             if os.path.lexists(self.root):
                 # A file (or a dangling link) is not an empty store: `verify` must not call it intact.
                 raise ContractError(f"{self.root} is not a directory")
-            if not create:
-                yield False
-                return
             try:
                 self.root.mkdir(parents=True, mode=0o755)
             except FileExistsError:
                 pass
             except OSError as e:
                 raise ContractError(f"cannot create {self.root}: {e.strerror}") from None
+
+    @contextmanager
+    def locked(self, create: bool = True) -> Iterator[bool]:
+        """Hold DIR's lock; yields False (without locking) if DIR does not exist and `create` is off."""
+        if not self.root.is_dir() and not os.path.lexists(self.root) and not create:
+            yield False
+            return
+        self._make_root()
         with exclusive(self.root / ".lock", self.lock_timeout, self.say):
             try:
-                sweep(self.root)  # what a killed command left; only lock holders create them
+                sweep(self.root)  # what a killed command left; a live one's staging stays
             except OSError:
                 pass  # a reader without write access: the next writer sweeps
             yield True
@@ -107,16 +112,34 @@ class Store:
     def deploy(self, spec: str, start: bool = False) -> str:
         """Install the pod `spec` names and make it current; returns what was done.
 
-        With `start`, the new version is run (and made current only once healthy; see run.py)."""
-        with self.locked():
-            if not start:
-                return install.deploy(self.layout, spec, self.http, self.say)
-            pod, done = install.install(self.layout, spec, self.http, self.say, make_current=False)
-            version = run.installed_version(self.layout, pod.label, pod.version)
-            status, switched = run.ensure_running(self.layout, version, self.say, stop_timeout=self.stop_timeout)
-            if not switched:
-                return f"{done}; it is current and already running healthy (pod {status.pod})"
-            return f"{done}; it is now current and running (pod {status.pod})"
+        Everything is fetched and checked without DIR's lock; the lock is held
+        only to commit (see install.py), and, with `start`, to run the new
+        version (made current only once healthy; see run.py)."""
+        self._make_root()
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            prepared = install.prepare(self.layout, spec, self.http, self.say)
+            try:
+                with self.locked():
+                    try:
+                        done = install.commit(self.layout, prepared, make_current=not start)
+                    except install.Changed as changed:
+                        if attempt == COMMIT_ATTEMPTS:
+                            raise ContractError(f"{changed} by another command, {attempt} times; "
+                                                "deploy again") from None
+                        self.say(f"{changed} by another command; checking again")
+                        continue
+                    if not start:
+                        return done
+                    pod = prepared.pod
+                    version = run.installed_version(self.layout, pod.label, pod.version)
+                    status, switched = run.ensure_running(self.layout, version, self.say,
+                                                          stop_timeout=self.stop_timeout)
+                    if not switched:
+                        return f"{done}; it is current and already running healthy (pod {status.pod})"
+                    return f"{done}; it is now current and running (pod {status.pod})"
+            finally:
+                prepared.discard()
+        raise AssertionError("unreachable")
 
     def start(self, label: Label) -> str:
         """Run the current version of `label` (in place of any pod of the label)."""
