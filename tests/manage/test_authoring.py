@@ -380,7 +380,7 @@ def test_promote_to_the_same_channel_is_refused(released):
 
 def test_every_new_command_is_listed_by_doit_help(released):
     listed = [line.split() for line in doit(released, "help", check=True).stdout.splitlines()]
-    for command in ("new", "promote", "cleanup", "volume-create"):
+    for command in ("new", "promote", "cleanup", "volume-create", "status", "init"):
         # `doit help` names commands after the program: `-m new` under `python -m doit`
         assert any(words[:2] == ["-m", command] or words[:1] == [command] for words in listed), command
 

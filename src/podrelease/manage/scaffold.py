@@ -98,12 +98,15 @@ def init_root(folder: Path) -> Scaffold:
     taken = [name for name in TAKEN + (".gitignore",) if (folder / name).exists() or (folder / name).is_symlink()]
     if taken:
         raise UserError(str(folder), None, f"already holds {', '.join(taken)}: doit init writes only into a folder without them")
-    if folder.exists():
-        _write(folder)
-    else:  # a new folder appears whole
-        fsops.make_dirs(folder.parent)
-        with fsops.building_dir(folder) as tmp:
-            _write(tmp)
+    try:
+        if folder.exists():
+            _write(folder)
+        else:  # a new folder appears whole
+            fsops.make_dirs(folder.parent)
+            with fsops.building_dir(folder) as tmp:
+                _write(tmp)
+    except OSError as err:
+        raise UserError(str(folder), None, f"cannot be written: {err.strerror or err}") from None
     return Scaffold(folder, tuple(relative for relative, _ in FILES))
 
 
