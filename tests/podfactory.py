@@ -9,7 +9,8 @@
 
 Images are real appc ACIs (a gzip'd tar of `manifest` + `rootfs/`), their id
 the sha512 of the uncompressed tar; pod directories hold `pod.json` (exactly
-the spec's keys) and relative symlinks into `images/` and `volumes/`.
+the spec's keys, every file pinned by sha512 and size) and relative symlinks
+into `images/` and `volumes/`.
 """
 
 from __future__ import annotations
@@ -202,6 +203,11 @@ def _sha512(path: Path) -> str:
     return h.hexdigest()
 
 
+def pin(path: Path) -> dict:
+    """`{"sha512", "size"}` of a file as stored: how pod.json pins it."""
+    return {"sha512": _sha512(path), "size": path.stat().st_size}
+
+
 def _join(*parts: str) -> Path:
     return Path(*[p for p in parts if p])
 
@@ -255,7 +261,8 @@ class ReleaseRoot:
         for image in images:
             os.symlink(os.path.relpath(image.dir, pod_dir), pod_dir / image.name)
             image_entries.append({"label": image.label, "name": image.name, "version": image.version,
-                                  "id": image.id, "path": f"{image.name}/image.aci"})
+                                  "id": image.id, "path": f"{image.name}/image.aci",
+                                  "aci": pin(image.dir / "image.aci")})
             app = dict(self.apps[image.id])
             app["exec"] = list(app["exec"]) + list(args)
             apps.append({"name": image.name, "image": {"id": image.id}, "app": app,
@@ -266,7 +273,7 @@ class ReleaseRoot:
             vfiles = []
             for path in sorted(p for p in mount.volume.dir.rglob("*") if p.is_file()):
                 rel = path.relative_to(mount.volume.dir).as_posix()
-                vfiles.append({"path": f"{mount.name}/{rel}", "sha512": _sha512(path)})
+                vfiles.append({"path": f"{mount.name}/{rel}", **pin(path)})
             volume_entries.append({"label": mount.volume.label, "name": mount.name,
                                    "version": mount.volume.version, "files": vfiles})
         for rel, data in files.items():
@@ -279,7 +286,7 @@ class ReleaseRoot:
             "revision": revision,
             "images": image_entries,
             "volumes": volume_entries,
-            "files": sorted(files),
+            "files": [{"path": rel, **pin(pod_dir / rel)} for rel in sorted(files)],
             "manifest": {
                 "acKind": "PodManifest",
                 "acVersion": "0.8.11",

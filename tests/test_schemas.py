@@ -363,9 +363,11 @@ POD = {
     "version": "1.2.0",
     "channel": "staging",
     "revision": None,
-    "images": [{"label": "//web:frontend", "name": "frontend", "version": "1.1.0", "id": f"sha512-{SHA}", "path": "frontend/image.aci"}],
-    "volumes": [{"label": "//web:static", "name": "static", "version": "1.0.0", "files": [{"path": "static/assets.tar.gz", "sha512": SHA}]}],
-    "files": ["frontend.service"],
+    "images": [{"label": "//web:frontend", "name": "frontend", "version": "1.1.0", "id": f"sha512-{SHA}", "path": "frontend/image.aci",
+                "aci": {"sha512": SHA, "size": 6190112}}],
+    "volumes": [{"label": "//web:static", "name": "static", "version": "1.0.0",
+                 "files": [{"path": "static/assets.tar.gz", "sha512": SHA, "size": 40960}]}],
+    "files": [{"path": "frontend.service", "sha512": SHA, "size": 312}],
     "manifest": {
         "acKind": "PodManifest",
         "acVersion": "0.8.11",
@@ -383,10 +385,11 @@ def pod(change) -> str:
 
 POD_DOCUMENTS = [
     ("today", lambda d: None, VALID),
-    ("next-format", lambda d: (
-        d["images"][0].update(aci={"sha512": SHA, "size": 1234}, oci="sha256:" + "ab" * 32),
+    ("with-oci-and-empty-files", lambda d: (
+        d["images"][0].update(oci="sha256:" + "ab" * 32),
         d["volumes"][0]["files"][0].update(size=0),
-        d.update(files=[{"path": "frontend.service", "sha512": SHA, "size": 12}, "other.conf"], health=None),
+        d.update(files=[{"path": "frontend.service", "sha512": SHA, "size": 12},
+                        {"path": "other.conf", "sha512": SHA, "size": 0}], health=None),
     ), VALID),
     ("health-object", lambda d: d.update(health={"exec": ["/bin/true"]}), VALID),
     ("revision-string", lambda d: d.update(revision="9c35becf47fd"), VALID),
@@ -403,13 +406,18 @@ POD_DOCUMENTS = [
     ("oci-sha512", lambda d: d["images"][0].update(oci=f"sha512:{SHA}"), INVALID),
     ("aci-short-digest", lambda d: d["images"][0].update(aci={"sha512": SHA[:64], "size": 1}), INVALID),
     ("aci-without-size", lambda d: d["images"][0].update(aci={"sha512": SHA}), INVALID),
+    ("aci-missing", lambda d: d["images"][0].pop("aci"), INVALID),
+    ("aci-size-string", lambda d: d["images"][0].update(aci={"sha512": SHA, "size": "12"}), INVALID),
+    ("volume-file-without-size", lambda d: d["volumes"][0]["files"][0].pop("size"), INVALID),
+    ("file-bare-path", lambda d: d.update(files=["frontend.service"]), INVALID),
+    ("file-without-size", lambda d: d["files"][0].pop("size"), INVALID),
     ("volume-file-negative-size", lambda d: d["volumes"][0]["files"][0].update(size=-1), INVALID),
     ("volume-file-outside-volume", lambda d: d["volumes"][0]["files"][0].update(path="assets.tar.gz"), INVALID),
-    ("file-dotdot", lambda d: d.update(files=["../etc/passwd"]), INVALID),
-    ("file-pod-json", lambda d: d.update(files=["pod.json"]), INVALID),
-    ("file-backslash", lambda d: d.update(files=["a\\b"]), INVALID),
-    ("file-twice", lambda d: d.update(files=["a", "a"]), INVALID),
-    ("file-object-unknown-key", lambda d: d.update(files=[{"path": "a", "sha512": SHA, "mode": "0644"}]), INVALID),
+    ("file-dotdot", lambda d: d["files"][0].update(path="../etc/passwd"), INVALID),
+    ("file-pod-json", lambda d: d["files"][0].update(path="pod.json"), INVALID),
+    ("file-backslash", lambda d: d["files"][0].update(path="a\\b"), INVALID),
+    ("file-twice", lambda d: d.update(files=d["files"] * 2), INVALID),
+    ("file-object-unknown-key", lambda d: d["files"][0].update(mode="0644"), INVALID),
     ("manifest-kind", lambda d: d["manifest"].update(acKind="ImageManifest"), INVALID),
 ]
 

@@ -10,10 +10,12 @@ import pytest
 
 from podrelease.core.errors import PodJsonError
 from podrelease.core.names import Label
-from podrelease.core.podjson import MAX_POD_JSON, parse_pod_json, read_pod_json
+from podrelease.core.podjson import MAX_POD_JSON, Pin, parse_pod_json, read_pod_json
 
 IMAGE_ID = "sha512-" + "a" * 128
+ACI_SHA512 = "d" * 128
 TARBALL_SHA512 = "b" * 128
+CONF_SHA512 = "c" * 128
 
 # The shape podrelease.build.assembly.pod_json writes.
 GOOD = {
@@ -22,17 +24,18 @@ GOOD = {
     "channel": "prod",
     "revision": "9c35becf47fd",
     "images": [
-        {"label": "//web:frontend", "name": "frontend", "version": "1.1.0", "id": IMAGE_ID, "path": "frontend/image.aci"},
+        {"label": "//web:frontend", "name": "frontend", "version": "1.1.0", "id": IMAGE_ID, "path": "frontend/image.aci",
+         "aci": {"sha512": ACI_SHA512, "size": 6190112}},
     ],
     "volumes": [
         {
             "label": "//web:static",
             "name": "static",
             "version": "1.0.0",
-            "files": [{"path": "static/site.tar.gz", "sha512": TARBALL_SHA512}],
+            "files": [{"path": "static/site.tar.gz", "sha512": TARBALL_SHA512, "size": 40960}],
         },
     ],
-    "files": ["frontend.conf"],
+    "files": [{"path": "frontend.conf", "sha512": CONF_SHA512, "size": 312}],
     "manifest": {
         "acKind": "PodManifest",
         "acVersion": "0.8.11",
@@ -66,7 +69,16 @@ def test_a_good_pod_json_is_read_with_its_values():
     assert (pod.label, pod.version, pod.channel, pod.revision) == (Label("web", "frontend"), "1.2.0", "prod", "9c35becf47fd")
     assert [(i.name, i.version, i.id, i.path) for i in pod.images] == [("frontend", "1.1.0", IMAGE_ID, "frontend/image.aci")]
     assert [(v.name, [f.path for f in v.files]) for v in pod.volumes] == [("static", ["static/site.tar.gz"])]
-    assert pod.files == ("frontend.conf",)
+    assert [(f.path, f.sha512, f.size) for f in pod.files] == [("frontend.conf", CONF_SHA512, 312)]
+
+
+def test_a_good_pod_json_pins_every_file_it_names_but_the_sha512_files():
+    pod = parse_pod_json(encoded(GOOD), "bundle/pod.json")
+    assert pod.pins() == {
+        "frontend/image.aci": Pin(ACI_SHA512, 6190112),
+        "static/site.tar.gz": Pin(TARBALL_SHA512, 40960),
+        "frontend.conf": Pin(CONF_SHA512, 312),
+    }
 
 
 def test_a_good_pod_json_keeps_the_bytes_it_was_read_from():
@@ -125,8 +137,46 @@ def test_an_absolute_image_path_is_refused():
 
 
 def test_a_file_path_with_dotdot_is_refused():
-    error = refusal(changed(lambda d: d.update(files=["../../etc/shadow"])))
-    assert error.problem == "files[0]: '../../etc/shadow' must be normalized, without '.', '..' or '//'"
+    error = refusal(changed(lambda d: d["files"][0].update(path="../../etc/shadow")))
+    assert error.problem == "files[0].path: '../../etc/shadow' must be normalized, without '.', '..' or '//'"
+
+
+def test_an_image_without_its_aci_pin_is_refused():
+    error = refusal(changed(lambda d: d["images"][0].pop("aci")))
+    assert error.problem == "images[0]: missing key 'aci'"
+
+
+def test_an_aci_pin_without_a_size_is_refused():
+    error = refusal(changed(lambda d: d["images"][0]["aci"].pop("size")))
+    assert error.problem == "images[0].aci: missing key 'size'"
+
+
+def test_an_aci_pin_that_is_not_sha512_hex_is_refused():
+    error = refusal(changed(lambda d: d["images"][0]["aci"].update(sha512="a" * 64)))
+    assert error.problem.startswith("images[0].aci.sha512: ")
+
+
+def test_a_bare_pod_file_path_from_before_pinning_is_refused_in_one_line():
+    error = refusal(changed(lambda d: d.update(files=["frontend.conf"])))
+    assert error.problem.startswith("files[0]: 'frontend.conf' is a bare path; pod.json pins each file as")
+    assert "\n" not in str(error)
+
+
+def test_a_volume_file_without_a_size_is_refused():
+    error = refusal(changed(lambda d: d["volumes"][0]["files"][0].pop("size")))
+    assert error.problem == "volumes[0].files[0]: missing key 'size'"
+
+
+@pytest.mark.parametrize("size", [-1, 1.5, "12", True, None, 2**62 + 1, 10**400])
+def test_a_size_that_is_not_a_byte_count_is_refused(size):
+    error = refusal(changed(lambda d: d["files"][0].update(size=size)))
+    assert error.problem.startswith("files[0].size: ") or error.kind == "json"
+
+
+def test_sizes_from_zero_to_2_to_the_62_are_read():
+    pod = parse_pod_json(changed(lambda d: (d["files"][0].update(size=0), d["images"][0]["aci"].update(size=2**62))),
+                         "bundle/pod.json")
+    assert (pod.files[0].size, pod.images[0].aci.size) == (0, 2**62)
 
 
 def test_a_volume_file_outside_its_volume_directory_is_refused():
@@ -142,7 +192,7 @@ def test_an_image_and_a_volume_with_the_same_name_are_refused():
 
 
 def test_the_same_file_listed_twice_is_refused():
-    error = refusal(changed(lambda d: d.update(files=["frontend.conf", "frontend.conf"])))
+    error = refusal(changed(lambda d: d.update(files=d["files"] * 2)))
     assert error.problem == "files lists the same file twice"
 
 

@@ -36,6 +36,8 @@ runtime = "runc"
 BUSYBOX = "/bin/busybox"
 IMAGE_VERSION = "1.36.1"
 IMAGE_ID = "sha512-" + hashlib.sha512(b"podrelease test busybox").hexdigest()
+# These pods are laid out as installed (their OCI layout in place): no image.aci is ever fetched.
+ACI_PIN = {"sha512": hashlib.sha512(b"podrelease test busybox image.aci").hexdigest(), "size": 0}
 
 
 def missing_tools() -> str | None:
@@ -93,7 +95,7 @@ def pod_document(apps: list[dict], label: str = "//web:frontend", version: str =
         "channel": channel,
         "revision": None,
         "images": [{"label": "//base:busybox", "name": "busybox", "version": IMAGE_VERSION, "id": IMAGE_ID,
-                    "path": "busybox/image.aci"}],
+                    "path": "busybox/image.aci", "aci": ACI_PIN}],
         "volumes": [{"label": f"//web:{name}", "name": name, "version": "1.0.0", "files": []} for name in volumes],
         "files": [],
         "manifest": {"acKind": "PodManifest", "acVersion": "0.8.11", "apps": manifest_apps,

@@ -20,7 +20,7 @@ from podrelease.build.bundles import write_bundle
 from podrelease.core.errors import IntegrityError
 from podrelease.core.hashing import AciIdCheck
 
-from podfactory import Mount, ReleaseRoot, hostile_tarball, standard_pod, tarball, tree, write_aci
+from podfactory import Mount, ReleaseRoot, hostile_tarball, pin, standard_pod, tarball, tree, write_aci
 
 ACTOOL = shutil.which("actool")
 # The console script pip installed next to this interpreter (not a version manager's shim).
@@ -480,7 +480,7 @@ def test_a_pod_json_missing_a_key_is_refused(release, ops):
 def test_a_pod_json_with_a_path_leaving_the_bundle_is_refused(release, ops):
     bundle = make_bundle(release)
     doc = json.loads((bundle / "pod.json").read_text())
-    doc["files"] = ["../../../../../../etc/passwd"]
+    doc["files"] = [{"path": "../../../../../../etc/passwd", "sha512": "a" * 128, "size": 1}]
     (bundle / "pod.json").unlink()
     (bundle / "pod.json").write_text(json.dumps(doc))
     assert "files[0]" in one_line_error(onboard(ops, "deploy", str(bundle)))
@@ -840,7 +840,7 @@ def test_a_pod_file_its_owner_kept_private_is_not_published(ops, tmp_path):
     secret.write_text("root:$6$hash:19000:0:99999:7:::\n")
     os.chmod(secret, 0o600)
     doc = {"name": "//web:leak", "version": "1", "channel": "prod", "revision": None, "images": [],
-           "volumes": [], "files": ["shadow"],
+           "volumes": [], "files": [{"path": "shadow", **pin(secret)}],
            "manifest": {"acKind": "PodManifest", "acVersion": "0.8.11", "apps": [], "volumes": []}}
     bundle = bundle_with_pod_json(tmp_path, json.dumps(doc).encode())
     (bundle / "shadow").symlink_to(secret)

@@ -184,9 +184,10 @@ def test_a_created_volume_is_released_with_its_sha512(example, source):
     doit(example, "release:staging/web/frontend/2.0.0", check=True)
     pod = json.loads((example / "channels/staging/web/frontend/2.0.0/pod.json").read_text())
     static = next(v for v in pod["volumes"] if v["name"] == "static")
-    digest = hashlib.sha512((example / TARBALL).read_bytes()).hexdigest()
+    data = (example / TARBALL).read_bytes()
     assert static == {"label": "//web:static", "name": "static", "version": "2.0.0",
-                      "files": [{"path": "static/static.tar.gz", "sha512": digest}]}
+                      "files": [{"path": "static/static.tar.gz", "sha512": hashlib.sha512(data).hexdigest(),
+                                 "size": len(data)}]}
     assert doit(example, "verify").returncode == 0
 
 

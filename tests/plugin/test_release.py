@@ -88,17 +88,28 @@ def test_pod_links_are_relative_and_resolve(released_example):
         assert (pod / image["path"]).is_file()
 
 
-def test_volume_files_carry_their_sha512(released_example):
+def test_volume_files_carry_their_sha512_and_size(released_example):
     volumes = pod_json(released_example, "staging/web/frontend/1.2.0")["volumes"]
     assert [v["label"] for v in volumes] == ["//web:static"]
     for entry in volumes[0]["files"]:
         path = released_example / "channels/staging/web/frontend/1.2.0" / entry["path"]
         assert hashlib.sha512(path.read_bytes()).hexdigest() == entry["sha512"]
+        assert path.stat().st_size == entry["size"]
 
 
-def test_pod_files_are_copied_into_the_pod_directory(released_example):
+def test_each_image_aci_is_pinned_as_stored_by_sha512_and_size(released_example):
     pod = released_example / "channels/staging/web/frontend/1.2.0"
-    assert pod_json(released_example, "staging/web/frontend/1.2.0")["files"] == ["frontend.service"]
+    for image in pod_json(released_example, "staging/web/frontend/1.2.0")["images"]:
+        stored = (pod / image["path"]).read_bytes()
+        assert image["aci"] == {"sha512": hashlib.sha512(stored).hexdigest(), "size": len(stored)}
+
+
+def test_pod_files_are_copied_into_the_pod_directory_and_pinned(released_example):
+    pod = released_example / "channels/staging/web/frontend/1.2.0"
+    data = (pod / "frontend.service").read_bytes()
+    assert pod_json(released_example, "staging/web/frontend/1.2.0")["files"] == [
+        {"path": "frontend.service", "sha512": hashlib.sha512(data).hexdigest(), "size": len(data)},
+    ]
     assert not (pod / "frontend.service").is_symlink()
     assert (pod / "frontend.service").read_bytes() == (released_example / "shipyard/web/units/frontend.service").read_bytes()
 

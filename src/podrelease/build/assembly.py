@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core import fsops
 from ..core.errors import ContractError, UserError
-from ..core.hashing import sha512_file
+from ..core.hashing import pin_file
 from ..core.health import health_json
 from ..core.names import Label
 from ..core.podjson import json_bytes
@@ -40,6 +40,22 @@ def image_id(root: ReleaseRoot, build: ImageBuild) -> str:
     if not HEX512.match(digest):
         raise UserError(root.shown(path), 1, "not a sha512 hex digest")
     return f"sha512-{digest}"
+
+
+def aci_pin(root: ReleaseRoot, build: ImageBuild) -> dict:
+    """`{"sha512", "size"}` of a built image's image.aci as stored: what a host must download."""
+    path = root.image_dir(build.rule.label, build.version) / imaging.IMAGE_FILE
+    try:
+        sha512, size = pin_file(path)
+    except OSError as err:
+        raise UserError(root.shown(path), None, f"image {build.rule.label} {build.version}: cannot read: {err.strerror}") from None
+    return {"sha512": sha512, "size": size}
+
+
+def pinned(path: Path, shown: str) -> dict:
+    """`{"path", "sha512", "size"}` of a file: a volume file or a pod file in pod.json."""
+    sha512, size = pin_file(path)
+    return {"path": shown, "sha512": sha512, "size": size}
 
 
 def oci_digest(root: ReleaseRoot, build: ImageBuild) -> str | None:
@@ -126,10 +142,14 @@ def pod_json(
     ids: dict[str, str],
     apps: dict[str, dict | None],
     files: dict[str, list[dict]],
+    acis: dict[str, dict],
+    pod_files: list[dict],
     ocis: dict[str, str | None] | None = None,
 ) -> dict:
-    """The pod.json document. `ocis` holds each image's OCI manifest digest (None for an
-    image built before images had OCI layouts); a pod rule's health check is recorded too."""
+    """The pod.json document. `files` holds each volume's pinned files, `acis` each image's
+    image.aci pin, `pod_files` the pod's own files, pinned; `ocis` each image's OCI manifest
+    digest (None for an image built before images had OCI layouts); a pod rule's health check
+    is recorded too."""
     instruction = pod.instruction
     document = {
         "name": str(instruction.pod),
@@ -143,6 +163,7 @@ def pod_json(
                 "version": b.version,
                 "id": ids[b.name],
                 "path": f"{b.rule.label.name}/image.aci",
+                "aci": acis[b.name],
                 **({"oci": ocis[b.name]} if ocis and ocis.get(b.name) else {}),
             }
             for b in pod.images
@@ -151,7 +172,7 @@ def pod_json(
             {"label": str(v.mount.label), "name": v.mount.name, "version": v.version, "files": files[v.mount.name]}
             for v in pod.volumes
         ],
-        "files": [os.path.basename(f) for f in pod.rule.files],
+        "files": pod_files,
         "manifest": pod_manifest(pod, ids, apps),
     }
     if pod.rule.health is not None:
@@ -177,14 +198,14 @@ def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
     ids = {b.name: image_id(root, b) for b in pod.images}
     apps = {b.name: imaging.read_manifest(root.image_dir(b.rule.label, b.version)).get("app") for b in pod.images}
     ocis = {b.name: oci_digest(root, b) for b in pod.images}
+    acis = {b.name: aci_pin(root, b) for b in pod.images}
     with fsops.building_dir(final) as tmp:
         for build in pod.images:
             target = root.image_dir(build.rule.label, build.version)
             os.symlink(os.path.relpath(target, final), tmp / build.rule.label.name)
         files = {v.mount.name: _link_volume(root, pod, v, final, tmp) for v in pod.volumes}
-        for relative in pod.rule.files:
-            _copy_file(root, pod, relative, tmp)
-        fsops.write_file(tmp / POD_JSON, json_bytes(pod_json(pod, ids, apps, files, ocis)))
+        pod_files = [_copy_file(root, pod, relative, tmp) for relative in pod.rule.files]
+        fsops.write_file(tmp / POD_JSON, json_bytes(pod_json(pod, ids, apps, files, acis, pod_files, ocis)))
 
 
 def _link_volume(root: ReleaseRoot, pod: PodAssembly, volume: PodVolume, final: Path, tmp: Path) -> list[dict]:
@@ -193,7 +214,7 @@ def _link_volume(root: ReleaseRoot, pod: PodAssembly, volume: PodVolume, final: 
     if not found:
         raise missing_volume(root, volume.mount.label, volume.version, (pod.instruction.shown,))
     os.symlink(os.path.relpath(target, final), tmp / volume.mount.name)
-    return [{"path": f"{volume.mount.name}/{inside}", "sha512": sha512_file(real)} for inside, real in found]
+    return [pinned(real, f"{volume.mount.name}/{inside}") for inside, real in found]
 
 
 def missing_volume(root: ReleaseRoot, label: Label, version: str, needed_by: tuple[str, ...]) -> UserError:
@@ -203,7 +224,8 @@ def missing_volume(root: ReleaseRoot, label: Label, version: str, needed_by: tup
     return UserError(expected, None, f"volume {label} version {version} is missing (needed by {who}); releases never create volumes")
 
 
-def _copy_file(root: ReleaseRoot, pod: PodAssembly, relative: str, tmp: Path) -> None:
+def _copy_file(root: ReleaseRoot, pod: PodAssembly, relative: str, tmp: Path) -> dict:
+    """Copy a pod file into the pod directory; its pin, taken from the copy."""
     source = pod.rule.folder / relative
     folder = os.path.realpath(pod.rule.folder)
     if not os.path.realpath(source).startswith(folder + os.sep) or not source.is_file():
@@ -211,6 +233,7 @@ def _copy_file(root: ReleaseRoot, pod: PodAssembly, relative: str, tmp: Path) ->
     destination = tmp / os.path.basename(relative)
     shutil.copyfile(source, destination)
     os.chmod(destination, fsops.ARTIFACT_FILE_MODE)
+    return pinned(destination, destination.name)
 
 
 # ---------------------------------------------------------------- tip

@@ -13,7 +13,8 @@ parent) packs everything and unpacks anywhere.
 
 Files are hard links to the release root's (immutable) artifacts where the
 filesystem allows, copies otherwise. Every one is checked against `pod.json`
-(images by id, volume files by sha512) before the bundle appears, built aside
+(images by id and by their pinned sha512 and size, volume and pod files by
+sha512 and size) before the bundle appears, built aside
 and renamed into place like any artifact; an existing bundle is never
 rewritten.
 """
@@ -50,13 +51,13 @@ def bundle_entries(pod: PodJson) -> dict[str, Check]:
     """Every path of a bundle but `pod.json`, each with the check its content must pass."""
     entries: dict[str, Check] = {}
     for image in pod.images:
-        entries[image.path] = AciIdCheck(image.id, image.path)
+        entries[image.path] = AciIdCheck(image.id, image.path, (image.aci.sha512, image.aci.size))
         entries[image.sha512_path] = RecordingCheck()  # its content is checked against the id below
     for volume in pod.volumes:
         for f in volume.files:
-            entries[f.path] = Sha512Check(f.sha512, f.path)
-    for name in pod.files:
-        entries[name] = RecordingCheck()
+            entries[f.path] = Sha512Check(f.sha512, f.path, f.size)
+    for pod_file in pod.files:
+        entries[pod_file.path] = Sha512Check(pod_file.sha512, pod_file.path, pod_file.size)
     return entries
 
 

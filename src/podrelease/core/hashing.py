@@ -50,18 +50,41 @@ class Check(Protocol):
     def finish(self) -> None: ...
 
 
-class Sha512Check:
-    """The sha512 of the bytes as they are (volume tarballs)."""
+class SizeBound:
+    """Counts bytes against a pinned size: more is refused as soon as it arrives
+    (a download stops there), fewer when the stream ends."""
 
-    def __init__(self, expected_hex: str, what: str):
+    def __init__(self, size: int | None, what: str):
+        self.size = size
+        self.what = what
+        self.seen = 0
+
+    def update(self, n: int) -> None:
+        self.seen += n
+        if self.size is not None and self.seen > self.size:
+            raise IntegrityError(f"{self.what}: more than the {self.size} bytes pod.json pins")
+
+    def finish(self) -> None:
+        if self.size is not None and self.seen != self.size:
+            raise IntegrityError(f"{self.what}: {self.seen} bytes, pod.json pins {self.size}")
+
+
+class Sha512Check:
+    """The sha512 of the bytes as they are (volume tarballs, pod files), and their
+    count when `size` is given."""
+
+    def __init__(self, expected_hex: str, what: str, size: int | None = None):
         self.expected = expected_hex
         self.what = what
         self._hash = hashlib.sha512()
+        self._bound = SizeBound(size, what)
 
     def update(self, data) -> None:
+        self._bound.update(len(data))
         self._hash.update(data)
 
     def finish(self) -> None:
+        self._bound.finish()
         got = self._hash.hexdigest()
         if got != self.expected:
             raise IntegrityError(
@@ -87,7 +110,7 @@ class Sha256Check:
 
 
 class RecordingCheck:
-    """No expectation: remembers the sha512 (pod files, which pod.json does not hash)."""
+    """No expectation: remembers the sha512 (what a bundle copies beside pod.json's pins)."""
 
     def __init__(self) -> None:
         self._hash = hashlib.sha512()
@@ -291,24 +314,37 @@ def aci_digest(path: Path | str, keep_head: int = 0) -> AciDigest:
 
 
 class AciIdCheck:
-    """The id of an ACI: sha512 of its uncompressed tar (gzip'd or not)."""
+    """The id of an ACI: sha512 of its uncompressed tar (gzip'd or not); with `stored`
+    (sha512 hex, size) also the file as stored, byte for byte."""
 
-    def __init__(self, expected_id: str, what: str):
+    def __init__(self, expected_id: str, what: str, stored: tuple[str, int] | None = None):
         self.expected = expected_id
         self.what = what
+        self.stored = stored
         self._digester = AciDigester(background=True)
+        self._bound = SizeBound(stored[1] if stored else None, what)
 
     def update(self, data) -> None:
+        try:
+            self._bound.update(len(data))
+        except IntegrityError:
+            self._digester.finish()  # ends its hashing thread: nobody will finish this check
+            raise
         self._digester.update(data)
 
     def finish(self) -> None:
         found = self._digester.finish()
+        self._bound.finish()
         if found.error is not None:
             raise IntegrityError(f"{self.what}: not a valid gzip-compressed ACI: {found.error}")
         got = f"sha512-{found.tar_sha512}"
         if got != self.expected:
             raise IntegrityError(
                 f"{self.what}: content is image {short(got)}, pod.json says {short(self.expected)}"
+            )
+        if self.stored is not None and found.file_sha512 != self.stored[0]:
+            raise IntegrityError(
+                f"{self.what}: sha512 as stored is {short(found.file_sha512)}, pod.json pins {short(self.stored[0])}"
             )
 
 
@@ -452,6 +488,19 @@ def file_digest(path: Path | str, algorithm: str = "sha512", nofollow: bool = Fa
 
 def sha512_file(path: Path | str) -> str:
     return file_digest(path, "sha512")
+
+
+def pin_file(path: Path | str) -> tuple[str, int]:
+    """A file's sha512 (hex) and size, from one read of its bytes: what pod.json pins."""
+    digest = hashlib.sha512()
+    size = 0
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            digest.update(view[:n])
+            size += n
+    return digest.hexdigest(), size
 
 
 class HashingReader:

@@ -5,6 +5,13 @@ server, so nothing in it is trusted: every key the spec names must be there
 with the right type, no other key may be, every name is checked with the same
 rules the release step used, and every path is relative, normalized and free
 of `..` so it can be joined under a directory without escaping it.
+
+pod.json pins every byte a host installs: each image's `image.aci` as stored
+(`aci`: sha512 and size, besides the id of the tar inside), each volume file
+and each pod file (`{"path", "sha512", "size"}`). The pins are required: a
+pod.json written before pinning (pod files as bare paths, no sizes) is refused
+with a one-line message, because a signature over it would not cover what a
+host installs, and a download it names would have no bound.
 """
 
 from __future__ import annotations
@@ -29,14 +36,24 @@ MAX_POD_JSON = 16 << 20  # bytes; a pod.json is small, anything bigger is not on
 # characters of a path in pod.json: it is joined below DIR/pods/<label_path>/<pod>/<version>/,
 # and the whole must stay under the kernel's PATH_MAX (4096 bytes)
 MAX_PATH = 1024
+MAX_SIZE = 1 << 62  # bytes; a pinned size above this is no file's (and overflows off_t arithmetic)
 
 TOP_KEYS = ("name", "version", "channel", "revision", "images", "volumes", "files", "manifest")
-IMAGE_KEYS = ("label", "name", "version", "id", "path")
+IMAGE_KEYS = ("label", "name", "version", "id", "path", "aci")
 OPTIONAL_TOP_KEYS = ("health",)
 OPTIONAL_IMAGE_KEYS = ("oci",)  # the OCI manifest digest; absent for images built before OCI layouts
 OCI_DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
+ACI_KEYS = ("sha512", "size")
 VOLUME_KEYS = ("label", "name", "version", "files")
-VOLUME_FILE_KEYS = ("path", "sha512")
+PINNED_FILE_KEYS = ("path", "sha512", "size")  # a volume file, and a pod file
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What a file's bytes must be, as stored: their sha512 (hex) and their count."""
+
+    sha512: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,7 @@ class ImageRef:
     version: str
     id: str  # "sha512-<128 hex>"
     path: str  # relative to the pod directory, e.g. "frontend/image.aci"
+    aci: Pin  # the image.aci file as stored (compressed): what a download must be, byte for byte
     oci: str | None = None  # "sha256:<64 hex>" of the image's OCI manifest, if it has one
 
     @property
@@ -60,9 +78,25 @@ class ImageRef:
 
 
 @dataclass(frozen=True)
+class PodFile:
+    path: str  # relative to the pod directory
+    sha512: str  # hex, of the file's bytes
+    size: int  # bytes
+
+    @property
+    def pin(self) -> Pin:
+        return Pin(self.sha512, self.size)
+
+
+@dataclass(frozen=True)
 class VolumeFile:
     path: str  # relative to the pod directory, first segment is the volume name
-    sha512: str  # hex
+    sha512: str  # hex, of the file as stored (a tarball before extraction)
+    size: int  # bytes
+
+    @property
+    def pin(self) -> Pin:
+        return Pin(self.sha512, self.size)
 
     @property
     def inner(self) -> str:
@@ -86,7 +120,7 @@ class PodJson:
     revision: str | None
     images: tuple[ImageRef, ...]
     volumes: tuple[VolumeRef, ...]
-    files: tuple[str, ...]
+    files: tuple[PodFile, ...]
     manifest: dict
     raw: bytes  # the bytes it was parsed from, kept verbatim when installed
     health: HealthCheck | None = None  # how the running pod shows it is healthy
@@ -100,9 +134,24 @@ class PodJson:
         for volume in self.volumes:
             for f in volume.files:
                 seen.setdefault(f.path)
-        for name in self.files:
-            seen.setdefault(name)
+        for pod_file in self.files:
+            seen.setdefault(pod_file.path)
         return list(seen)
+
+    def pins(self) -> dict[str, Pin]:
+        """Every pinned path (each image.aci, volume file and pod file) -> its sha512 and size.
+
+        Not pinned here: an image's `sha512` file (it must hold the id's hex: at most
+        a line) and OCI blobs (named by their sha256; the manifest gives their sizes)."""
+        pins: dict[str, Pin] = {}
+        for image in self.images:
+            pins.setdefault(image.path, image.aci)
+        for volume in self.volumes:
+            for vfile in volume.files:
+                pins.setdefault(vfile.path, vfile.pin)
+        for pod_file in self.files:
+            pins.setdefault(pod_file.path, pod_file.pin)
+        return pins
 
 
 def safe_relpath(text: object, what: str) -> str:
@@ -158,6 +207,29 @@ def _checked(check, value: object, what: str) -> str:
         return check(value, what)
     except ValueError as e:
         raise PodJsonError(str(e)) from None
+
+
+def _sha512(value: object, what: str) -> str:
+    if not isinstance(value, str) or not SHA512_HEX.match(value):
+        raise PodJsonError(f"{what}: {quoted(value)} is not 128 lowercase hex digits")
+    return value
+
+
+def _size(value: object, what: str) -> int:
+    # bool is an int to Python, not to JSON
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SIZE:
+        raise PodJsonError(f"{what}: {quoted(value)} is not a size in bytes (an integer from 0 to 2^62)")
+    return value
+
+
+def _pinned_file(item: object, what: str) -> tuple[str, str, int]:
+    """`{"path", "sha512", "size"}`: a volume file or a pod file."""
+    if isinstance(item, str):
+        raise PodJsonError(f"{what}: {quoted(item)} is a bare path; pod.json pins each file as "
+                           "{\"path\", \"sha512\", \"size\"} (written before pinning? release a new version)")
+    fields = _obj(item, PINNED_FILE_KEYS, what)
+    path = safe_relpath(fields["path"], f"{what}.path")
+    return path, _sha512(fields["sha512"], f"{what}.sha512"), _size(fields["size"], f"{what}.size")
 
 
 def _label(value: object, what: str) -> Label:
@@ -257,12 +329,15 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
         path = safe_relpath(item["path"], f"{what}.path")
         if PurePosixPath(path).name == "sha512":
             raise PodJsonError(f"{what}.path: {quoted(path)} would be its own sha512 file")
+        aci = _obj(item["aci"], ACI_KEYS, f"{what}.aci")
+        aci_pin = Pin(_sha512(aci["sha512"], f"{what}.aci.sha512"), _size(aci["size"], f"{what}.aci.size"))
         images.append(ImageRef(
             label=_label(item["label"], f"{what}.label"),
             name=_checked(check_ac_name, item["name"], f"{what}.name"),
             version=_checked(check_version, item["version"], f"{what}.version"),
             id=item["id"],
             path=path,
+            aci=aci_pin,
             oci=oci_digest,
         ))
 
@@ -274,13 +349,10 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
         vfiles: list[VolumeFile] = []
         for j, f in enumerate(_list(item["files"], f"{what}.files")):
             fwhat = f"{what}.files[{j}]"
-            _obj(f, VOLUME_FILE_KEYS, fwhat)
-            path = safe_relpath(f["path"], f"{fwhat}.path")
+            path, sha512, size = _pinned_file(f, fwhat)
             if not path.startswith(name + "/"):
                 raise PodJsonError(f"{fwhat}.path: {quoted(path)} is not inside the volume's directory {quoted(name + '/')}")
-            if not isinstance(f["sha512"], str) or not SHA512_HEX.match(f["sha512"]):
-                raise PodJsonError(f"{fwhat}.sha512: {quoted(f['sha512'])} is not 128 lowercase hex digits")
-            vfiles.append(VolumeFile(path, f["sha512"]))
+            vfiles.append(VolumeFile(path, sha512, size))
         volumes.append(VolumeRef(
             label=_label(item["label"], f"{what}.label"),
             name=name,
@@ -288,14 +360,14 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
             files=tuple(vfiles),
         ))
 
-    files = tuple(safe_relpath(p, f"files[{i}]") for i, p in enumerate(_list(doc["files"], "files")))
+    files = tuple(PodFile(*_pinned_file(f, f"files[{i}]")) for i, f in enumerate(_list(doc["files"], "files")))
 
     # Counted once (not `names.count` per name): a 16 MiB pod.json holds ~10^5 names.
     counts = Counter([im.name for im in images] + [v.name for v in volumes])
     dupes = sorted(n for n, count in counts.items() if count > 1)
     if dupes:
         raise PodJsonError(f"name {quoted(dupes[0])} is used by more than one image or volume")
-    if len(set(files)) != len(files):
+    if len({f.path for f in files}) != len(files):
         raise PodJsonError("files lists the same file twice")
 
     health = parse_health(doc.get("health"))

@@ -57,7 +57,6 @@ from ..core.errors import ContractError
 from ..core.fsops import exchange, fsync_dir, fsync_tree, make_dirs, sweep, write_file
 from ..core.hashing import (
     AciIdCheck,
-    RecordingCheck,
     Sha512Check,
     check_sha512_file,
     short,
@@ -272,7 +271,8 @@ def _stage_images(layout: Layout, pod: PodJson, source: Source, staging: Path, c
         check_sha512_file(sha512_text, image.id, source.describe(image.sha512_path))
         write_file(where / "sha512", (image.digest + "\n").encode())
         shown = source.describe(image.path)
-        source.fetch(image.path, where / "image.aci", partial(AciIdCheck, image.id, shown))
+        stored = (image.aci.sha512, image.aci.size)
+        source.fetch(image.path, where / "image.aci", partial(AciIdCheck, image.id, shown, stored))
         if image.oci is not None:
             ocilayout.stage(source, image, where)
         staged[image.id] = where
@@ -298,7 +298,7 @@ def _stage_version(layout: Layout, pod: PodJson, source: Source, staging: Path, 
         for n, vfile in enumerate(volume.files):
             shown = source.describe(vfile.path)
             download = downloads / f"{volume.name}-{n}"
-            source.fetch(vfile.path, download, partial(Sha512Check, vfile.sha512, shown))
+            source.fetch(vfile.path, download, partial(Sha512Check, vfile.sha512, shown, vfile.size))
             inner = PurePosixPath(vfile.inner)
             try:
                 into = _make_dirs(vdir, inner.parent.parts)
@@ -316,10 +316,11 @@ def _stage_version(layout: Layout, pod: PodJson, source: Source, staging: Path, 
                 os.rename(download, dest)
         sources[volume.name] = str(final / "volumes" / volume.name)
 
-    for name in pod.files:
-        parts = PurePosixPath(name).parts
+    for pod_file in pod.files:
+        parts = PurePosixPath(pod_file.path).parts
         dest = _make_dirs(vstage, ("files", *parts[:-1])) / parts[-1]
-        source.fetch(name, dest, RecordingCheck)
+        source.fetch(pod_file.path, dest,
+                     partial(Sha512Check, pod_file.sha512, source.describe(pod_file.path), pod_file.size))
 
     write_file(vstage / POD_MANIFEST, json_bytes(manifest_with_sources(pod, sources)))
     write_record(vstage, pod)

@@ -30,6 +30,7 @@ from ..core.hashing import Check, copy_file_verified, verify_file
 from ..core.oci import LAYOUT_DIR
 from ..core.podjson import MAX_POD_JSON, PodJson, parse_pod_json
 from ..core.safetar import extract_named, find_member
+from ..core.signing import MAX_SIGNATURE, SIGNATURE_NAME
 from .checks import MAX_SHA512_FILE
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2")
 MAX_BUNDLE_FILE = 16 << 30  # bytes of one file of a bundle tarball
-MAX_SIGNATURE = 64 << 10  # bytes of a `pod.json.sig`
 OCI_BLOB = re.compile(r"blobs/sha256/[0-9a-f]{64}\Z")
 
 
@@ -124,18 +124,14 @@ def _is_pod_json(name: str) -> bool:
 
 def bundle_limits(pod: PodJson) -> Callable[[str], int | None]:
     """For a path of a bundle, the most bytes it may hold; None for a path pod.json does not name."""
-    limits: dict[str, int] = {"pod.json": MAX_POD_JSON, "pod.json.sig": MAX_SIGNATURE}
+    limits: dict[str, int] = {"pod.json": MAX_POD_JSON, SIGNATURE_NAME: MAX_SIGNATURE}
     layouts: set[str] = set()
     for image in pod.images:
-        limits[image.path] = MAX_BUNDLE_FILE
         limits[image.sha512_path] = MAX_SHA512_FILE
         if image.oci is not None:
             layouts.add(str(PurePosixPath(image.path).with_name(LAYOUT_DIR)) + "/")
-    for volume in pod.volumes:
-        for f in volume.files:
-            limits[f.path] = MAX_BUNDLE_FILE
-    for name in pod.files:
-        limits[name] = MAX_BUNDLE_FILE
+    for rel, pin in pod.pins().items():  # each image.aci, volume file and pod file: its pinned size
+        limits[rel] = min(pin.size, MAX_BUNDLE_FILE)
 
     def limit_of(rel: str) -> int | None:
         if rel in limits:

@@ -5,9 +5,10 @@ parses and has the spec's shape; its name, channel and version are its
 directory's, and the directory is laid out as podrelease lays one out.
 Every symlink is relative, resolves, and stays inside the release root; each
 image and volume link leads to the version pod.json names; each image's id
-is the id of the image found there (an image already reported as broken is
-not blamed again); each volume file still has its recorded sha512 (hashed
-once, with the images: see scan.py); each pod file is there.
+is the id of the image found there, and its image.aci has the sha512 and size
+pod.json pins (an image already reported as broken is not blamed again);
+each volume file and each pod file still has its pinned sha512 and size
+(hashed once, with the images: see scan.py).
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from pathlib import Path
 
 from ..build import imaging
 from ..core.errors import PodJsonError
-from ..core.podjson import MAX_POD_JSON, PodJson, VolumeFile, read_pod_json
+from ..core.podjson import MAX_POD_JSON, Pin, PodJson, read_pod_json
 from ..model.layout import POD_JSON
 from .report import WARNING, Problems, short
 from .scan import Home, PodDir, Scan
 
 
 def read_pod(scan: Scan, problems: Problems, home: Home, pod: PodDir) -> None:
-    """Read `pod.json`, check its fields, and note its volume files for hashing."""
+    """Read `pod.json`, check its fields, and note its volume files and pod files for hashing."""
     path = pod.path / POD_JSON
     try:
         doc = read_pod_json(path, scan.root.shown(path))
@@ -33,11 +34,10 @@ def read_pod(scan: Scan, problems: Problems, home: Home, pod: PodDir) -> None:
         return
     pod.doc = doc
     check_pod_fields(problems, home, pod, path, doc)
-    for volume in doc.volumes:
-        for entry in volume.files:
-            real = scan.realpath(pod.path / entry.path)
-            if scan.inside_root(real) and os.path.isfile(real):
-                scan.volume_digests.setdefault(real, None)
+    for rel in [f.path for v in doc.volumes for f in v.files] + [f.path for f in doc.files]:
+        real = scan.realpath(pod.path / rel)
+        if scan.inside_root(real) and os.path.isfile(real):
+            scan.file_pins.setdefault(real, None)
 
 
 def _report_unread(problems: Problems, pod: PodDir, path: Path, err: PodJsonError) -> None:
@@ -75,7 +75,7 @@ def check_pod_fields(problems: Problems, home: Home, pod: PodDir, path: Path, do
         _unique(problems, names, image.name, f"image {image.name!r}", path)
     for volume in doc.volumes:
         _unique(problems, names, volume.name, f"volume {volume.name!r}", path)
-    for i, name in enumerate(doc.files):
+    for i, name in enumerate(f.path for f in doc.files):
         if not name or "/" in name or name in (".", ".."):
             problems.report("pod", path, f"files[{i}] {name!r} is not a file name")
         _unique(problems, names, name, f"file {name!r}", path)
@@ -112,7 +112,7 @@ def check_pod_links(scan: Scan, problems: Problems, pod: PodDir) -> None:
     doc = pod.doc
     if doc is None:
         return
-    expected = {POD_JSON} | {i.name for i in doc.images} | {v.name for v in doc.volumes} | set(doc.files)
+    expected = {POD_JSON} | {i.name for i in doc.images} | {v.name for v in doc.volumes} | {f.path for f in doc.files}
     for entry in entries:
         if not entry.name.startswith(".") and entry.name not in expected:
             problems.report("pod", Path(entry.path), "not named in pod.json", WARNING)
@@ -137,6 +137,12 @@ def check_pod_links(scan: Scan, problems: Problems, pod: PodDir) -> None:
                 "pod", pod.path / POD_JSON,
                 f"image {label} {version} has OCI image {image.oci}, but {root.shown(target)} holds {found.oci or 'none'}",
             )
+        elif not found.broken and found.aci is not None and Pin(found.aci.file_sha512, found.aci.size) != image.aci:
+            problems.report(
+                "pod", pod.path / POD_JSON,
+                f"image {label} {version}: pod.json pins its image.aci as {_pin_text(image.aci)}, "
+                f"but {root.shown(target)} holds {_pin_text(Pin(found.aci.file_sha512, found.aci.size))}",
+            )
     for volume in doc.volumes:
         label, version = volume.label, volume.version
         if volume.name in bad_links:
@@ -145,11 +151,15 @@ def check_pod_links(scan: Scan, problems: Problems, pod: PodDir) -> None:
         if not check_named_link(scan, problems, pod.path / volume.name, target, f"volume {label} {version}"):
             continue
         for file in volume.files:
-            check_volume_file(scan, problems, pod, file)
-    for name in doc.files:
-        path = pod.path / name
-        if name and "/" not in name and not (path.is_file() and not path.is_symlink()):
+            check_pinned_file(scan, problems, pod.path / file.path, file.pin, "volume file")
+    for pod_file in doc.files:
+        path = pod.path / pod_file.path
+        if "/" in pod_file.path:
+            continue  # reported with pod.json's fields
+        if not (path.is_file() and not path.is_symlink()):
             problems.report("pod", path, "pod file named in pod.json is missing or not a regular file")
+        else:
+            check_pinned_file(scan, problems, path, pod_file.pin, "pod file")
 
 
 def check_link(scan: Scan, problems: Problems, link: Path) -> bool:
@@ -182,17 +192,20 @@ def check_named_link(scan: Scan, problems: Problems, link: Path, target: Path, w
     return True
 
 
-def check_volume_file(scan: Scan, problems: Problems, pod: PodDir, entry: VolumeFile) -> None:
-    path = pod.path / entry.path
+def check_pinned_file(scan: Scan, problems: Problems, path: Path, pin: Pin, what: str) -> None:
+    """A volume file or pod file still has the sha512 and size pod.json pins."""
     real = scan.realpath(path)
-    digest = scan.volume_digests.get(real)
-    if digest is None:
+    found = scan.file_pins.get(real)
+    if found is None:
         if not scan.inside_root(real):
-            problems.report("pod", path, "volume file leads outside the release root")
+            problems.report("pod", path, f"{what} leads outside the release root")
         else:
-            problems.report("pod", path, "volume file named in pod.json is missing")
-    elif isinstance(digest, OSError):
-        problems.report("pod", path, f"volume file cannot be read: {digest.strerror}")
-    elif digest != entry.sha512:
-        problems.report("pod", path, f"volume file changed: its sha512 is {short(digest)}, pod.json recorded {short(entry.sha512)}")
+            problems.report("pod", path, f"{what} named in pod.json is missing")
+    elif isinstance(found, OSError):
+        problems.report("pod", path, f"{what} cannot be read: {found.strerror}")
+    elif Pin(*found) != pin:
+        problems.report("pod", path, f"{what} changed: it is {_pin_text(Pin(*found))}, pod.json pins {_pin_text(pin)}")
 
+
+def _pin_text(pin: Pin) -> str:
+    return f"sha512 {short(pin.sha512)}, {pin.size} bytes"

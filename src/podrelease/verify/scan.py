@@ -8,7 +8,7 @@
   symlink (`Home`, `PodDir`).
 - paths resolved once: pods share most of their paths (`Scan.realpath`).
 
-Images and volume files are hashed once each, in parallel threads (zlib and
+Images, volume files and pod files are hashed once each, in parallel threads (zlib and
 hashlib release the GIL), streaming 1 MiB at a time: memory stays flat.
 """
 
@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from ..build import imaging
-from ..core.hashing import AciDigest, aci_digest, sha512_file
+from ..core.hashing import AciDigest, aci_digest, pin_file
 from ..core.names import Label, check_ac_name, check_label_path, check_version
 from ..core.podjson import PodJson
 from ..model.layout import PodHome, ReleaseRoot, scan_channels
@@ -117,7 +117,8 @@ class Scan:
         self.images: dict[tuple[Label, str], ImageDir] = {}
         self.homes: list[Home] = []
         self.homes_by_folder: dict[Path, Home] = {}
-        self.volume_digests: dict[str, str | OSError | None] = {}  # real path -> sha512 (None: not hashed yet)
+        # real path of a volume file or pod file -> (sha512, size); None: not hashed yet
+        self.file_pins: dict[str, tuple[str, int] | OSError | None] = {}
         self._reals: dict[str, str] = {}
         self._resolving: set[str] = set()
 
@@ -241,7 +242,7 @@ def _walk_order(home: PodHome) -> tuple:
 
 
 def hash_jobs(scan: Scan) -> list[Callable[[], None]]:
-    """Hashing every image (the biggest first: threads finish together) and every volume file."""
+    """Hashing every image (the biggest first: threads finish together), every volume file and pod file."""
     sized = []
     for image in scan.images.values():
         try:
@@ -252,7 +253,7 @@ def hash_jobs(scan: Scan) -> list[Callable[[], None]]:
             sized.append((status.st_size, image))
     sized.sort(key=lambda item: -item[0])
     jobs: list[Callable[[], None]] = [partial(_hash_image, image) for _, image in sized]
-    jobs += [partial(_hash_volume_file, scan.volume_digests, real) for real in scan.volume_digests]
+    jobs += [partial(_pin_file, scan.file_pins, real) for real in scan.file_pins]
     return jobs
 
 
@@ -272,8 +273,8 @@ def _hash_image(image: ImageDir) -> None:
         image.unreadable = f"cannot be read: {err.strerror}"
 
 
-def _hash_volume_file(digests: dict[str, str | OSError | None], real: str) -> None:
+def _pin_file(pins: dict[str, tuple[str, int] | OSError | None], real: str) -> None:
     try:
-        digests[real] = sha512_file(real)
+        pins[real] = pin_file(real)
     except OSError as err:
-        digests[real] = err
+        pins[real] = err
