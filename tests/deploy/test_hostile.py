@@ -9,6 +9,7 @@ installed pod) is exactly as it was.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -47,6 +48,11 @@ def pod_doc(**changes) -> dict:
     return doc
 
 
+def pinned(*paths: str, data: bytes = b"") -> list[dict]:
+    """pod.json's `files`: each path pinned as a file holding `data`."""
+    return [{"path": path, "sha512": hashlib.sha512(data).hexdigest(), "size": len(data)} for path in paths]
+
+
 def bundle_of(tmp_path: Path, doc: dict | bytes, files: dict[str, bytes] | None = None) -> Path:
     bundle = tmp_path / "bundle"
     bundle.mkdir()
@@ -71,28 +77,28 @@ def refused(host: Path, source: Path | str, **bounds) -> str:
 
 def test_a_pod_json_of_40_kib_with_one_very_long_path_is_refused_in_bounded_memory(host, tmp_path):
     # Every parent of a path of n segments spelt out as a string: n^2/2 bytes, 2 GB here.
-    line = refused(host, bundle_of(tmp_path, pod_doc(files=["a/" * 20_000 + "x"])))
-    assert "files[0]: 'a/a/a/a/a" in line
+    line = refused(host, bundle_of(tmp_path, pod_doc(files=pinned("a/" * 20_000 + "x"))))
+    assert "files[0].path: 'a/a/a/a/a" in line
     assert "is longer than 1024 characters" in line
 
 
 def test_many_nested_paths_within_the_length_limit_are_checked_in_linear_time(host, tmp_path):
     # 16 MiB of paths, each deep: the check that no file is another's directory must not
     # build every parent of every path.
-    paths = [f"{i}/" + "d/" * 500 + "f" for i in range(15_000)] + ["0/d/d"]
-    line = refused(host, bundle_of(tmp_path, pod_doc(files=paths)))
+    paths = [f"{i}/" + "d/" * 500 + "f" for i in range(12_000)] + ["0/d/d"]
+    line = refused(host, bundle_of(tmp_path, pod_doc(files=pinned(*paths))))
     assert "path '0/d/d' is both a file and the directory of '0/d/d/d/" in line
 
 
 def test_a_path_segment_longer_than_a_file_name_can_be_is_refused(host, tmp_path):
-    line = refused(host, bundle_of(tmp_path, pod_doc(files=["x" * 256])))
+    line = refused(host, bundle_of(tmp_path, pod_doc(files=pinned("x" * 256))))
     assert "has a segment longer than 255 bytes" in line
 
 
 def test_a_path_that_is_not_utf8_is_refused(host, tmp_path):
-    raw = json.dumps(pod_doc(files=["ok", "bad\udcff"])).encode()
+    raw = json.dumps(pod_doc(files=pinned("ok", "bad\udcff"))).encode()
     line = refused(host, bundle_of(tmp_path, raw))
-    assert "files[1]: 'bad\\udcff' is not valid UTF-8" in line
+    assert "files[1].path: 'bad\\udcff' is not valid UTF-8" in line
 
 
 # -- bundle tarballs: only what pod.json names, bounded -------------------------------
@@ -195,14 +201,14 @@ def test_a_volume_tarball_expanding_past_its_limit_is_refused(host, tmp_path):
 def test_control_characters_in_a_hostile_path_are_escaped_in_the_error(host, tmp_path):
     # A path that clears the screen and prints a fake success line after the real error.
     fake = "x\x1b[2J\x1b[H\rdeployed web:hostile 1 to DIR\n\u202eevil"
-    doc = pod_doc(files=[fake])
+    doc = pod_doc(files=pinned(fake))
     line = refused(host, bundle_of(tmp_path, doc))
     assert "\\x1b[2J" in line and "\\x0a" in line and "\\u202e" in line
 
 
 def test_control_characters_in_a_missing_file_name_are_escaped(host, tmp_path):
     # Not in quotes: the path of a missing file as the fetch reports it.
-    line = refused(host, bundle_of(tmp_path, pod_doc(files=["run\x1b]0;owned\x07.sh"])))
+    line = refused(host, bundle_of(tmp_path, pod_doc(files=pinned("run\x1b]0;owned\x07.sh"))))
     assert "run\\x1b]0;owned\\x07.sh: missing" in line
 
 
@@ -268,7 +274,7 @@ def test_a_version_of_255_characters_and_a_label_of_the_longest_names_deploy_and
     # ops-onboard makes from them (temporaries included) stays within 255 bytes.
     ops = tmp_path / "ops"
     label = "//" + "/".join(["p" * 200] * 6)[:1024] + ":" + "n" * 255
-    doc = pod_doc(name=label, version="1." + "0" * 253, files=["f"])
+    doc = pod_doc(name=label, version="1." + "0" * 253, files=pinned("f", data=b"x"))
     bundle = bundle_of(tmp_path, doc, {"f": b"x"})
     for command in (("deploy", str(bundle)), ("deploy", str(bundle)), ("verify",), ("list",)):
         result = onboard(ops, *command)
