@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -150,7 +151,8 @@ def member(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE) -> tarfile.T
 def good_bundle(tmp_path_factory) -> Path:
     release = ReleaseRoot(tmp_path_factory.mktemp("good") / "release")
     where = release.root / "bundle"
-    write_bundle(standard_pod(release, version="2.0.0"), where)
+    # an image of its own: the host's is installed, and an installed image is not fetched
+    write_bundle(standard_pod(release, version="2.0.0", image_version="2.0.0"), where)
     return where
 
 
@@ -193,6 +195,64 @@ def test_a_volume_tarball_expanding_past_its_limit_is_refused(host, tmp_path):
                            volume_files={"bomb.tar.gz": buf.getvalue()})
     line = refused(host, pod_dir, file_size=SMALL_FILES)
     assert "static/bomb.tar.gz: its files expand to more than " in line and "(200 times its size)" in line
+
+
+# -- private files made public ---------------------------------------------------------
+
+
+@pytest.fixture
+def closed_dir(tmp_path) -> Path:
+    """A directory only its owner may enter, outside any bundle, holding a readable secret."""
+    where = tmp_path / "home"
+    where.mkdir()
+    (where / "secret").write_text("root:$6$saltsalt$hashhashhash:19000:0:99999:7:::\n")
+    os.chmod(where / "secret", 0o644)
+    os.chmod(where, 0o700)
+    return where
+
+
+def test_a_bundle_entry_linked_to_a_readable_file_in_a_closed_directory_is_not_published(host, tmp_path, closed_dir):
+    bundle = bundle_of(tmp_path, pod_doc(files=["notes"]))
+    (bundle / "notes").symlink_to(closed_dir / "secret")
+    line = refused(host, bundle)
+    assert "notes: not readable by everyone: the directory" in line and "is closed to others" in line
+
+
+def test_a_bundle_directory_inside_a_closed_home_deploys(tmp_path, closed_dir, good_bundle):
+    # The place the operator keeps the bundle may be closed to others (a home directory):
+    # only the directories the files are reached through beyond it must be open.
+    inside = closed_dir / "bundle"
+    shutil.copytree(good_bundle, inside)
+    result = onboard(tmp_path / "ops", "deploy", str(inside))
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_sha512_file_linked_to_a_secret_never_shows_its_bytes(host, tmp_path, closed_dir, good_bundle):
+    bundle = tmp_path / "copy"
+    shutil.copytree(good_bundle, bundle)
+    (bundle / "frontend/sha512").unlink()
+    (bundle / "frontend/sha512").symlink_to(closed_dir / "secret")
+    line = refused(host, bundle)
+    assert "frontend/sha512: not readable by everyone" in line
+    assert "root:" not in line and "salt" not in line
+
+
+def test_a_readable_sha512_file_that_is_not_a_digest_is_never_repeated(host, tmp_path, good_bundle):
+    bundle = tmp_path / "copy"
+    shutil.copytree(good_bundle, bundle)
+    (bundle / "frontend/sha512").unlink()
+    (bundle / "frontend/sha512").write_text("db_password=hunter2\n")
+    line = refused(host, bundle)
+    assert "frontend/sha512: holds no sha512 digest" in line and "hunter2" not in line
+
+
+def test_a_directory_of_the_bundle_swapped_for_a_link_to_a_closed_one_is_refused(host, tmp_path, closed_dir):
+    (closed_dir / "static").mkdir()
+    (closed_dir / "static/page.html").write_text("private\n")
+    os.chmod(closed_dir / "static/page.html", 0o644)
+    bundle = bundle_of(tmp_path, pod_doc(files=["static/page.html"]))
+    (bundle / "static").symlink_to(closed_dir / "static")
+    assert "is closed to others" in refused(host, bundle)
 
 
 # -- output ---------------------------------------------------------------------------

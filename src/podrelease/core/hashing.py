@@ -353,8 +353,11 @@ def check_sha512_file(data: bytes, image_id: str, what: str) -> None:
     expected = image_id[len("sha512-"):]
     text = data.decode("ascii", errors="replace").strip()
     if text != expected:
+        # Only a digest is ever repeated: the file may be a link to one that holds a secret.
+        said = short(text) if text and all(c in "0123456789abcdef" for c in text) else None
         raise IntegrityError(
-            f"{what}: says {short(text) if text else 'nothing'}, the image id is {short(image_id)}"
+            f"{what}: says {said}, the image id is {short(image_id)}" if said else
+            f"{what}: holds no sha512 digest (the image id is {short(image_id)})"
         )
 
 
@@ -532,8 +535,9 @@ class HashingWriter:
         return self._out.write(data)
 
 
-def copy_file_verified(src: Path, dest: Path, check: Check, mode: int = 0o644) -> None:
-    """Copy `src` to the new file `dest` through `check`; `dest` is removed if it fails."""
+def copy_file_verified(src: Path | int, dest: Path, check: Check, mode: int = 0o644) -> None:
+    """Copy `src` (a path, or a descriptor open for reading, closed after) to the new file `dest`
+    through `check`; `dest` is removed if it fails."""
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb", buffering=0) as out, open(src, "rb", buffering=0) as f:

@@ -29,6 +29,7 @@ from ..core.errors import ContractError, FetchError
 from ..core.hashing import Check, copy_file_verified, verify_file
 from ..core.oci import LAYOUT_DIR
 from ..core.podjson import MAX_POD_JSON, PodJson, parse_pod_json
+from ..core.safeopen import open_published, read_whole
 from ..core.safetar import extract_named, find_member
 from ..core.signing import MAX_SIGNATURE, SIGNATURE_NAME
 from .checks import MAX_SHA512_FILE
@@ -77,33 +78,46 @@ class DirSource:
             raise FetchError(f"{self.describe(rel)}: not a regular file")
         return path
 
+    def _open(self, rel: str) -> int:
+        """The file `rel`, opened for reading, if it may be published.
+
+        Everything is installed readable by everyone, often by root, and a
+        directory's symlinks are followed: a link to a file its owner kept
+        private (/etc/shadow, or a file in a directory closed to others)
+        would publish it. So the file and every directory on its real path
+        below this one, or outside it, must be open to everyone, checked on
+        descriptors opened without following links (see core.safeopen).
+        """
+        try:
+            return open_published(self.root / rel, self.root, self.describe(rel))
+        except ContractError as e:
+            raise FetchError(str(e)) from None
+
     def read_pod_json(self, limit: int) -> bytes:
         return self.read_small("pod.json", limit)
 
     def read_small(self, rel: str, limit: int) -> bytes:
-        path = self._regular(rel)
+        if self.move:  # extracted by this deploy, in its own staging directory
+            path = self._regular(rel)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(limit + 1)
+            except OSError as e:
+                raise _os_error(self.describe(rel), e) from None
+            if len(data) > limit:
+                raise FetchError(f"{self.describe(rel)}: larger than {limit} bytes")
+            return data
         try:
-            with open(path, "rb") as f:
-                data = f.read(limit + 1)
+            return read_whole(self._open(rel), limit, self.describe(rel))
+        except ContractError as e:
+            raise FetchError(str(e)) from None
         except OSError as e:
             raise _os_error(self.describe(rel), e) from None
-        if len(data) > limit:
-            raise FetchError(f"{self.describe(rel)}: larger than {limit} bytes")
-        return data
 
     def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check]) -> None:
-        path = self._regular(rel)
-        if not self.move:
-            # Everything is installed readable by everyone, often by root, and a directory's
-            # symlinks are followed: a link to a file its owner kept private (/etc/shadow)
-            # would publish it. A release root's artifacts are readable by everyone anyway.
-            mode = os.stat(path).st_mode
-            if not mode & stat.S_IROTH:
-                raise FetchError(f"{self.describe(rel)}: not readable by everyone (mode "
-                                 f"{stat.S_IMODE(mode):04o}); ops-onboard installs files readable by "
-                                 "everyone, so it copies none its owner kept private")
         try:
-            if self.move and not os.path.islink(path):
+            if self.move:
+                path = self._regular(rel)
                 os.rename(path, dest)
                 try:
                     os.chmod(dest, 0o644)
@@ -112,7 +126,7 @@ class DirSource:
                     dest.unlink(missing_ok=True)
                     raise
             else:
-                copy_file_verified(path, dest, make_check())
+                copy_file_verified(self._open(rel), dest, make_check())
         except OSError as e:
             raise _os_error(self.describe(rel), e) from None
 
