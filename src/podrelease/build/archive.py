@@ -29,7 +29,9 @@ from typing import Any, Literal
 
 from isal import isal_zlib
 
+from ..core.errors import ContractError
 from ..core.hashing import Writable
+from ..core.safeopen import open_real
 
 CHUNK_SIZE = 1 << 20  # file data is read (and hashed) this much at a time
 BLOCK_SIZE = 1 << 20  # gzip input block compressed by one worker
@@ -168,8 +170,12 @@ class _TarWriter:
 
     def _add_source_file(self, entry: Entry, also: tuple[_TarWriter, Entry] | None) -> None:
         assert entry.source is not None  # `add` sends only entries with a source here
-        # O_NOFOLLOW: a source swapped for a symlink must not smuggle in another file.
-        fd = os.open(entry.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # Opened from / without following a link on any component: a source (or a directory
+        # above it) swapped for a symlink must not smuggle in another file (core.safeopen).
+        try:
+            fd = open_real(entry.source)
+        except ContractError as e:
+            raise SourceChangedError(f"{e}: it changed since it was checked") from None
         with open(fd, "rb", buffering=0) as source:
             status = os.fstat(fd)
             if not stat.S_ISREG(status.st_mode):

@@ -18,6 +18,7 @@ from ..core.hashing import pin_file
 from ..core.health import health_json
 from ..core.names import Label
 from ..core.podjson import json_bytes
+from ..core.safeopen import open_published
 from ..model.layout import POD_JSON, ReleaseRoot
 from ..model.plan import ImageBuild, PodAssembly, PodVolume, TipUpdate
 from ..model.tip import released_versions, tip_version
@@ -69,8 +70,13 @@ def oci_digest(root: ReleaseRoot, build: ImageBuild) -> str | None:
         raise UserError(root.shown(layout), None, f"image {build.rule.label} {build.version}: {err}; run doit verify") from None
 
 
-def volume_files(root: ReleaseRoot, label: Label, version: str) -> list[tuple[str, Path]]:
-    """A volume version's regular files, as (path inside the volume, real path)."""
+def volume_files(root: ReleaseRoot, label: Label, version: str, checked: bool = True) -> list[tuple[str, Path]]:
+    """A volume version's regular files, as (path inside the volume, path).
+
+    `checked`: each file must be one a release may publish (a UserError if
+    not), checked when the volume task runs, before any image is built;
+    `_published_sha512` checks again, race-free, on the descriptor it hashes.
+    """
     top = root.volume_dir(label, version)
     found = []
     for dirpath, dirnames, filenames in os.walk(top):
@@ -79,8 +85,24 @@ def volume_files(root: ReleaseRoot, label: Label, version: str) -> list[tuple[st
             full = Path(dirpath) / name
             if name.startswith(".") or not full.is_file():
                 continue
+            if checked:
+                _check_publishable(root, top, full)
             found.append((full.relative_to(top).as_posix(), full))
     return found
+
+
+def _check_publishable(root: ReleaseRoot, volume_dir: Path, full: Path) -> None:
+    """A volume file goes into bundles and onto hosts readable by everyone: one that is a link
+    out of its volume (to /etc/shadow, or anywhere), or that is private (its mode, or a
+    directory closed to others on its way), is refused."""
+    shown = root.shown(full)
+    real_top = os.path.realpath(volume_dir)
+    if os.path.commonpath([real_top, os.path.realpath(full)]) != real_top:
+        raise UserError(shown, None, "a symbolic link leading out of its volume; a volume holds its own files")
+    try:
+        os.close(open_published(full, volume_dir, shown))
+    except ContractError as e:
+        raise UserError(shown, None, str(e).removeprefix(f"{shown}: ")) from None
 
 
 # ---------------------------------------------------------------- pod.json (pure)
@@ -214,7 +236,19 @@ def _link_volume(root: ReleaseRoot, pod: PodAssembly, volume: PodVolume, final: 
     if not found:
         raise missing_volume(root, volume.mount.label, volume.version, (pod.instruction.shown,))
     os.symlink(os.path.relpath(target, final), tmp / volume.mount.name)
-    return [pinned(real, f"{volume.mount.name}/{inside}") for inside, real in found]
+    return [_published_pin(root, target, full, f"{volume.mount.name}/{inside}") for inside, full in found]
+
+
+def _published_pin(root: ReleaseRoot, volume_dir: Path, full: Path, path: str) -> dict:
+    """A volume file's entry in pod.json, hashed from the descriptor its checks were made on."""
+    _check_publishable(root, volume_dir, full)
+    shown = root.shown(full)
+    try:
+        fd = open_published(full, volume_dir, shown)
+    except ContractError as e:
+        raise UserError(shown, None, str(e).removeprefix(f"{shown}: ")) from None
+    sha512, size = pin_file(fd)
+    return {"path": path, "sha512": sha512, "size": size}
 
 
 def missing_volume(root: ReleaseRoot, label: Label, version: str, needed_by: tuple[str, ...]) -> UserError:

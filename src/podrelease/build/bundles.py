@@ -31,6 +31,7 @@ from ..core.fsops import ARTIFACT_FILE_MODE, building_dir, in_the_way, make_dirs
 from ..core.hashing import AciIdCheck, Check, RecordingCheck, Sha256Check, Sha512Check, check_sha512_file, copy_file_verified, verify_file
 from ..core.oci import LAYOUT_DIR, MAX_SMALL_BLOB, blob_rel, parse_manifest
 from ..core.podjson import PodJson, read_pod_json
+from ..core.safeopen import open_published
 
 # A hard link is impossible across filesystems, or where the kernel forbids it
 # (fs.protected_hardlinks, filesystems without links): copy instead.
@@ -69,8 +70,7 @@ def oci_entries(pod: PodJson, pod_dir: Path) -> dict[str, Check]:
             continue
         layout = str(PurePosixPath(image.path).with_name(LAYOUT_DIR))
         manifest_rel = f"{layout}/{blob_rel(image.oci)}"
-        path = _resolve(pod_dir, manifest_rel)
-        with open(path, "rb") as source:
+        with open(_open(pod_dir, manifest_rel), "rb") as source:
             data = source.read(MAX_SMALL_BLOB + 1)
         check = Sha256Check(image.oci, manifest_rel)
         check.update(data)
@@ -97,15 +97,39 @@ def _resolve(pod_dir: Path, rel: str) -> Path:
     return real
 
 
-def _link_or_copy(src: Path, dest: Path, check: Check) -> None:
-    """Hard-link (then check the shared content) or copy through the check."""
+def _open(pod_dir: Path, rel: str) -> int:
+    """The file `rel` of the pod directory, opened for reading if it may be published.
+
+    A bundle is copied to hosts and installed readable by everyone: a pod
+    directory's link to a file its owner kept private (or one in a directory
+    closed to others) must not put it in the bundle (see core.safeopen).
+    """
+    shown = str(pod_dir / rel)
     try:
-        os.link(src, dest)
+        return open_published(pod_dir / rel, pod_dir, shown)
+    except ContractError as e:
+        raise UserError(shown, None, str(e).removeprefix(f"{shown}: ")) from None
+
+
+def _link_or_copy(pod_dir: Path, rel: str, dest: Path, check: Check) -> None:
+    """Hard-link the file that was checked, then check the shared content; or copy it through
+    the check from the descriptor that was checked."""
+    fd = _open(pod_dir, rel)
+    checked = os.fstat(fd)
+    try:
+        os.link(os.path.realpath(pod_dir / rel), dest)
     except OSError as e:
         if e.errno not in COPY_INSTEAD:
+            os.close(fd)
             raise
-        copy_file_verified(src, dest, check, ARTIFACT_FILE_MODE)
+        copy_file_verified(fd, dest, check, ARTIFACT_FILE_MODE)
         return
+    linked = os.lstat(dest)
+    if (linked.st_dev, linked.st_ino) != (checked.st_dev, checked.st_ino):
+        dest.unlink()  # the path led elsewhere since the checks: take what was checked
+        copy_file_verified(fd, dest, check, ARTIFACT_FILE_MODE)
+        return
+    os.close(fd)
     verify_file(dest, check)
 
 
@@ -120,12 +144,13 @@ def write_bundle(pod_dir: Path, bundle_dir: Path, shown: str | None = None) -> N
         raise UserError(f"{shown or bundle_dir}/", None, "is in the way of the bundle: it is not one (no pod.json); move it away")
     try:
         entries = {**bundle_entries(pod), **oci_entries(pod, pod_dir)}
-        sources = {rel: _resolve(pod_dir, rel) for rel in ["pod.json", *entries]}
+        for rel in ["pod.json", *entries]:
+            _resolve(pod_dir, rel)  # every file is there before the bundle is begun
         with building_dir(bundle_dir) as tmp:
-            _link_or_copy(sources["pod.json"], tmp / "pod.json", RecordingCheck())
+            _link_or_copy(pod_dir, "pod.json", tmp / "pod.json", RecordingCheck())
             for rel, check in entries.items():
                 make_dirs((tmp / rel).parent)
-                _link_or_copy(sources[rel], tmp / rel, check)
+                _link_or_copy(pod_dir, rel, tmp / rel, check)
             for image in pod.images:
                 check_sha512_file((tmp / image.sha512_path).read_bytes()[:1024], image.id, image.sha512_path)
     except ContractError as e:

@@ -18,9 +18,10 @@ import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..core.errors import UserError
+from ..core.errors import ContractError, UserError
 from ..core.hashing import HashingReader
 from ..core.names import Label
+from ..core.safeopen import open_real
 from ..model.rules import ImageRule
 from .archive import CHUNK_SIZE, sort_key
 from .rootfs import ROOT_MODE, Fail, Tree, add_directory, failer, shown
@@ -94,7 +95,7 @@ def extract_base(rule: ImageRule, base: Path, destination: Path) -> Tree:
     for target, mode in reversed(directories):
         os.chmod(target, mode)
     tree: Tree = {}
-    add_directory(tree, (), str(destination), f"{rule.base}@{rule.base_version}:", fail)
+    add_directory(tree, (), os.path.realpath(destination), f"{rule.base}@{rule.base_version}:", fail)
     return tree
 
 
@@ -146,7 +147,13 @@ def _copy_file(source: str, target: str, mode: int) -> str:
     """Copy in chunks with an exact mode (not the umask's); return the sha256 of what was copied."""
     digest = hashlib.sha256()
     buffer = memoryview(bytearray(CHUNK_SIZE))
-    with open(os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb", buffering=0) as reader:
+    # Opened from / without following a link anywhere: `source` is the real path planned from
+    # the build folder, so a link on it now is a directory swapped since (see core.safeopen).
+    try:
+        fd = open_real(source)
+    except ContractError as e:
+        raise ContractError(f"{e}: it changed since the rootfs was planned") from None
+    with open(fd, "rb", buffering=0) as reader:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         with open(os.open(target, flags, 0o600), "wb", buffering=0) as writer:
             while count := reader.readinto(buffer):
@@ -190,7 +197,7 @@ def staged_tree(rule: ImageRule, version: str, staging: Path) -> Tree:
     if staging.is_symlink() or not staging.is_dir():
         fail(f"image {rule.label} {version}: the command removed or replaced $ROOTFS; it may only change what is inside")
     built: Tree = {}
-    add_directory(built, (), str(staging), "$ROOTFS", fail)
+    add_directory(built, (), os.path.realpath(staging), "$ROOTFS", fail)
     return built
 
 

@@ -493,8 +493,10 @@ def sha512_file(path: Path | str) -> str:
     return file_digest(path, "sha512")
 
 
-def pin_file(path: Path | str) -> tuple[str, int]:
-    """A file's sha512 (hex) and size, from one read of its bytes: what pod.json pins."""
+def pin_file(path: Path | str | int) -> tuple[str, int]:
+    """A file's sha512 (hex) and size, from one read of its bytes: what pod.json pins.
+
+    `path` may be a descriptor open for reading (closed after)."""
     digest = hashlib.sha512()
     size = 0
     with open(path, "rb", buffering=0) as f:

@@ -10,7 +10,8 @@ runs as root). Two ways a private file could get there:
 - a check made on a path, then the file reopened by the same path after a
   directory on it was swapped for a symbolic link.
 
-So `open_published(path, base)` opens a file one component at a time from
+So `open_published(path, base)` (and `open_real(path)`, for a source
+planned by its real path and read later) opens a file one component at a time from
 `/`, each directory with `O_DIRECTORY | O_NOFOLLOW` relative to the one
 before (`dir_fd`), the file with `O_NOFOLLOW`, and makes its checks on the
 open descriptors (`fstat`); the caller reads the descriptor that was
@@ -120,6 +121,39 @@ def _failed(shown: str, e: OSError, through: bool = False) -> ContractError:
     if e.errno == errno.ENXIO:
         return ContractError(f"{shown}: not a regular file")
     return ContractError(f"{shown}: cannot read: {e.strerror or e}")
+
+
+def open_real(path: Path | str, shown: str | None = None) -> int:
+    """The regular file at the real path `path` (one with no link on it, as `realpath` gives),
+    opened one component at a time from `/` without following a link on any of them.
+
+    For a source checked when planned and read later: a directory on its path
+    swapped for a link meanwhile fails the walk (`ELOOP`), it is not followed.
+    """
+    shown = shown or str(path)
+    parts = [p for p in str(path).split("/") if p]
+    if not str(path).startswith("/") or not parts:
+        raise ContractError(f"{shown}: not an absolute path")
+    try:
+        fd = os.open("/", _DIR_FLAGS)
+    except OSError as e:
+        raise _failed(shown, e) from None
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            try:
+                child = os.open(part, _FILE_FLAGS if last else _DIR_FLAGS, dir_fd=fd)
+            except OSError as e:
+                raise _failed(shown, e, through=not last) from None
+            os.close(fd)
+            fd = child
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ContractError(f"{shown}: not a regular file")
+        os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_whole(fd: int, limit: int, shown: str) -> bytes:

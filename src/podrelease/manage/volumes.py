@@ -73,12 +73,13 @@ def parse_volume_version(text: str) -> VolumeVersion:
 def tar_entries(source: Path) -> list[Entry]:
     """The directory's contents as sorted tar entries; refuse what a volume cannot hold."""
     entries = []
+    real = os.path.realpath(source)  # files are read by real path, no link followed (core.safeopen)
     for dirpath, dirnames, filenames in os.walk(source, onerror=_raise):
         dirnames.sort()
         for name in dirnames + filenames:
             full = os.path.join(dirpath, name)
             inside = os.path.relpath(full, source).replace(os.sep, "/")
-            entries.append(_entry(source, full, inside))
+            entries.append(_entry(real, full, inside))
     entries.sort(key=lambda e: sort_key(e.name))
     return entries
 
@@ -87,7 +88,7 @@ def _raise(error: OSError) -> None:
     raise error
 
 
-def _entry(source: Path, full: str, inside: str) -> Entry:
+def _entry(real: str, full: str, inside: str) -> Entry:
     status = os.lstat(full)
     if stat.S_ISLNK(status.st_mode):
         target = os.readlink(full)
@@ -99,7 +100,7 @@ def _entry(source: Path, full: str, inside: str) -> Entry:
         return Entry(inside, "dir", DIR_MODE)
     if stat.S_ISREG(status.st_mode):
         mode = EXECUTABLE_MODE if status.st_mode & 0o111 else FILE_MODE
-        return Entry(inside, "file", mode, source=full)
+        return Entry(inside, "file", mode, source=os.path.join(real, inside))
     raise refuse(f"{full}: not a regular file, directory or symlink; a volume holds only those")
 
 

@@ -162,7 +162,7 @@ class Release:
         return str(self.root.pod_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version) / POD_JSON)
 
     def volume_present(self, check: VolumeCheck) -> bool:
-        return bool(assembly.volume_files(self.root, check.label, check.version))
+        return bool(assembly.volume_files(self.root, check.label, check.version, checked=False))
 
     def resolve_revisions(self) -> Revisions:
         """The commit each pending image is built from; a revision naming none is a user error.
@@ -259,7 +259,8 @@ class Release:
     # ------------------------------------------------------------ volumes
 
     def require_volume(self, check: VolumeCheck) -> None:
-        if not self.volume_present(check):
+        """The volume version exists, and holds only files a release may publish."""
+        if not assembly.volume_files(self.root, check.label, check.version):
             raise assembly.missing_volume(self.root, check.label, check.version, check.needed_by)
 
     def task__volumes(self):

@@ -29,7 +29,7 @@ def check_pending(scan: Scan, problems: Problems, pod: PodAssembly) -> None:
     if (scan.root.pod_dir(instruction.channel, instruction.pod, instruction.version) / POD_JSON).is_file():
         return
     for volume in pod.volumes:
-        if volume_files(scan.root, volume.mount.label, volume.version):
+        if volume_files(scan.root, volume.mount.label, volume.version, checked=False):
             continue
         pin = instruction.pinned(instruction.volumes, volume.mount.label)
         expected = scan.root.shown(scan.root.volume_dir(volume.mount.label, volume.version))
