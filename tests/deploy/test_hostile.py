@@ -212,7 +212,7 @@ def closed_dir(tmp_path) -> Path:
 
 
 def test_a_bundle_entry_linked_to_a_readable_file_in_a_closed_directory_is_not_published(host, tmp_path, closed_dir):
-    bundle = bundle_of(tmp_path, pod_doc(files=["notes"]))
+    bundle = bundle_of(tmp_path, pod_doc(files=pinned("notes")))
     (bundle / "notes").symlink_to(closed_dir / "secret")
     line = refused(host, bundle)
     assert "notes: not readable by everyone: the directory" in line and "is closed to others" in line
@@ -250,7 +250,7 @@ def test_a_directory_of_the_bundle_swapped_for_a_link_to_a_closed_one_is_refused
     (closed_dir / "static").mkdir()
     (closed_dir / "static/page.html").write_text("private\n")
     os.chmod(closed_dir / "static/page.html", 0o644)
-    bundle = bundle_of(tmp_path, pod_doc(files=["static/page.html"]))
+    bundle = bundle_of(tmp_path, pod_doc(files=pinned("static/page.html")))
     (bundle / "static").symlink_to(closed_dir / "static")
     assert "is closed to others" in refused(host, bundle)
 
