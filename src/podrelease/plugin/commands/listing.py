@@ -145,7 +145,9 @@ searched upwards from the current folder."""
 
     def _execute(self, subtasks=False, quiet=True, status=False, private=False,
                  list_deps=False, template=None, sort="name", pos_args=None):
-        self.tips = {pod.name: pod for pod in checked_overview(ReleaseRoot.from_environment(self.loader_root()))}
+        # the loader has planned the root already: only where each tip points and should point is needed
+        root = ReleaseRoot.from_environment(self.loader_root())
+        self.tips = {pod.name: pod for pod in overview.survey(root, InstructionCache(root).load)}
         return super()._execute(subtasks, quiet, status, private, list_deps, template, sort, pos_args)
 
     def loader_root(self):
