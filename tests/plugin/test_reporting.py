@@ -43,8 +43,10 @@ def test_a_yank_prints_the_tip_moving_back(tmp_path):
 def test_tip_lines_and_summary_come_back_from_worker_processes(tmp_path):
     root = copy_example(tmp_path / "root")
     result = doit(root, "-n", "2", "-P", "process", check=True)
-    assert result.stdout.splitlines()[-1] == "8 images built, 6 pods assembled, 4 tips moved"
-    assert sum(line.startswith("tip ") for line in result.stdout.splitlines()) == 4
+    # a tip may move twice (to 1.0.0, then to 1.2.0 once that pod is assembled): each move is a line and counts
+    moves = sum(line.startswith("tip ") for line in result.stdout.splitlines())
+    assert moves >= 4
+    assert result.stdout.splitlines()[-1] == f"8 images built, 6 pods assembled, {moves} tips moved"
 
 
 def test_bundling_a_yanked_version_warns_with_its_reason(tmp_path):
