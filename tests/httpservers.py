@@ -6,6 +6,14 @@
   connection closes), `"corrupt"` (one byte flipped), `"stall"` (no answer
   for a while). Faults are consumed one per request; `always=` repeats one.
   `ranges=True` makes it honour `Range: bytes=N-` (206), like nginx.
+  Hostile faults, a server that means harm: `"endless"` (no Content-Length,
+  zeros without end), `"endless-length"` (a Content-Length of a terabyte, zeros
+  without end), `"trickle"` (the right headers, then one byte a second),
+  `"trickle-headers"` (the status line, then one byte of headers a second),
+  `"longer"` (no Content-Length, the file and then a MiB more), `"wrong-length"`
+  (the file, with a Content-Length one byte more than it), `"shorter"` (the
+  file without its last byte, Content-Length saying so), `"redirect"` (302 to
+  the same path under `redirect_to`, another host).
 - `Nginx`: Debian's nginx-light as the current user, `daemon off`, with a
   config, pid, logs and temp paths under a directory the test owns.
 """
@@ -62,6 +70,13 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             time.sleep(self.server.stall_seconds)
             self.close_connection = True
             return
+        if fault in HOSTILE:
+            self.close_connection = True
+            try:
+                HOSTILE[fault](self)
+            except OSError:
+                pass  # the client gave up: what a hostile server wants to cost it is bounded
+            return
         path = self.translate_path(self.path)
         if fault is None and not self.server.ranges:
             return super().do_GET()
@@ -92,6 +107,82 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def _file(handler: _Handler) -> bytes:
+    return Path(handler.translate_path(handler.path)).read_bytes()
+
+
+def _head(handler: _Handler, length: int | None, status: int = 200) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/octet-stream")
+    if length is not None:
+        handler.send_header("Content-Length", str(length))
+    handler.end_headers()
+    handler.wfile.flush()
+
+
+def _zeros_forever(handler: _Handler) -> None:
+    block = bytes(1 << 20)
+    while not handler.server.closing.is_set():
+        handler.wfile.write(block)
+
+
+def _endless(handler: _Handler) -> None:
+    _head(handler, None)
+    _zeros_forever(handler)
+
+
+def _endless_length(handler: _Handler) -> None:
+    _head(handler, 1 << 40)
+    _zeros_forever(handler)
+
+
+def _trickle(handler: _Handler) -> None:
+    body = _file(handler)
+    _head(handler, len(body))
+    for i in range(len(body)):
+        handler.wfile.write(body[i:i + 1])
+        handler.wfile.flush()
+        if handler.server.closing.wait(1.0):
+            return
+
+
+def _trickle_headers(handler: _Handler) -> None:
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    while not handler.server.closing.wait(1.0):
+        handler.wfile.write(b"a")
+        handler.wfile.flush()
+
+
+def _longer(handler: _Handler) -> None:
+    _head(handler, None)
+    handler.wfile.write(_file(handler) + bytes(1 << 20))
+
+
+def _wrong_length(handler: _Handler) -> None:
+    body = _file(handler)
+    _head(handler, len(body) + 1)
+    handler.wfile.write(body)
+
+
+def _shorter(handler: _Handler) -> None:
+    body = _file(handler)[:-1]
+    _head(handler, len(body))
+    handler.wfile.write(body)
+
+
+def _redirect(handler: _Handler) -> None:
+    handler.send_response(302)
+    old, new = handler.server.redirect_rewrite
+    handler.send_header("Location", handler.server.redirect_to + handler.path.replace(old, new))
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+
+
+HOSTILE = {"endless": _endless, "endless-length": _endless_length, "trickle": _trickle,
+           "trickle-headers": _trickle_headers, "longer": _longer, "wrong-length": _wrong_length,
+           "shorter": _shorter, "redirect": _redirect}
+
+
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
@@ -102,6 +193,9 @@ class _Server(http.server.ThreadingHTTPServer):
         self.always: dict[str, str] = {}
         self.ranges = False
         self.stall_seconds = 2.0
+        self.redirect_to = ""
+        self.redirect_rewrite = ("", "")
+        self.closing = threading.Event()  # hostile handlers stop when the server does
         self.lock = threading.Lock()
 
     def handle_error(self, request, client_address) -> None:
@@ -148,11 +242,18 @@ class StaticServer:
     def honour_ranges(self, on: bool = True) -> None:
         self.httpd.ranges = on
 
+    def redirect_to(self, base_url: str, rewrite: tuple[str, str] = ("", "")) -> None:
+        """Where a `"redirect"` fault sends the client: the same path under `base_url`,
+        its first `rewrite[0]` replaced by `rewrite[1]`."""
+        self.httpd.redirect_to = base_url
+        self.httpd.redirect_rewrite = rewrite
+
     def __enter__(self) -> StaticServer:
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self.httpd.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join()

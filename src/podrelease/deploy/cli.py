@@ -1,6 +1,7 @@
 """`ops-onboard`: install, switch and check pods on the machine it runs on.
 
     ops-onboard [--root DIR] [--lock-timeout S] [--stop-timeout S] deploy SOURCE [--no-start]
+                [--timeout S] [--deadline S] [--attempts N] [--retry-delay S] [--[no-]progress]
     ops-onboard [--root DIR] list [--json]
     ops-onboard [--root DIR] status [--json]
     ops-onboard [--root DIR] start LABEL
@@ -35,6 +36,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from ..core.errors import ContractError, printable
@@ -113,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--retry-delay", metavar="SECONDS", type=_positive, default=0.2,
                         help="wait before the first HTTP retry, doubled each time (default 0.2)")
     deploy.add_argument("--timeout", metavar="SECONDS", type=_timeout, default=30.0,
-                        help="HTTP connect and read timeout (default 30)")
+                        help="HTTP connect timeout, and the longest silence while reading (default 30)")
+    deploy.add_argument("--deadline", metavar="SECONDS", type=_timeout, default=3600.0,
+                        help="the most time all of a deploy's HTTP downloads may take together, retries "
+                             "included; past it the deploy fails and leaves DIR as it was (default 3600)")
     progress = deploy.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="show download progress (default: when stderr is a terminal)")
@@ -167,8 +172,9 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "deploy" and args.source.startswith(("http://", "https://")):
         from .fetching import HttpOptions  # urllib and ssl load only for URLs
 
+        # One deadline for the whole deploy, however many times it prepares (see Store.deploy).
         http = HttpOptions(attempts=args.attempts, backoff=args.retry_delay, timeout=args.timeout,
-                           progress=args.progress)
+                           deadline=args.deadline, started=time.monotonic(), progress=args.progress)
     store = Store(Path(getattr(args, "root", DEFAULT_ROOT)), lock_timeout=getattr(args, "lock_timeout", 300.0),
                   http=http, say=_err, stop_timeout=getattr(args, "stop_timeout", 10.0))
     if args.command == "deploy":

@@ -75,7 +75,7 @@ from .layout import (
     current,
 )
 from .records import write_record
-from .sources import TAR_SUFFIXES, Source, open_source
+from .sources import TAR_SUFFIXES, Downloads, Source, open_source
 
 if TYPE_CHECKING:
     from .fetching import HttpOptions
@@ -169,8 +169,9 @@ def _prepare(layout: Layout, spec: str, staging: Path, http: HttpOptions | None,
 
     prepared = Prepared(pod, staging, final, None, problem, seen_version)
     prepared.seen_images = {image.id: _identity(layout.image_dir(image.id)) for image in pod.images}
-    prepared.new_images = _stage_images(layout, pod, source, staging, checks, say)
-    prepared.vstage = _stage_version(layout, pod, source, staging, final)
+    with Downloads(source) as downloads:  # images, volume and pod files all at once
+        prepared.new_images = _stage_images(layout, pod, source, downloads, staging, checks, say)
+        prepared.vstage = _stage_version(layout, pod, source, downloads, staging, final)
     for image_dir in prepared.new_images.values():
         fsync_tree(image_dir)
     fsync_tree(prepared.vstage)
@@ -252,9 +253,11 @@ def _make_dirs(top: Path, parts: tuple[str, ...]) -> Path:
     return path
 
 
-def _stage_images(layout: Layout, pod: PodJson, source: Source, staging: Path, checks: ImageChecks,
-                  say: Callable[[str], None]) -> dict[str, Path]:
-    """Fetch and check every image not already installed intact; id -> staged directory."""
+def _stage_images(layout: Layout, pod: PodJson, source: Source, downloads: Downloads, staging: Path,
+                  checks: ImageChecks, say: Callable[[str], None]) -> dict[str, Path]:
+    """Fetch and check every image not already installed intact; id -> staged directory.
+
+    The `image.aci`s are only queued on `downloads`: they are there once it is waited for."""
     staged: dict[str, Path] = {}
     for image in pod.images:
         if image.id in staged:
@@ -271,16 +274,17 @@ def _stage_images(layout: Layout, pod: PodJson, source: Source, staging: Path, c
         check_sha512_file(sha512_text, image.id, source.describe(image.sha512_path))
         write_file(where / "sha512", (image.digest + "\n").encode())
         shown = source.describe(image.path)
-        stored = (image.aci.sha512, image.aci.size)
-        source.fetch(image.path, where / "image.aci", partial(AciIdCheck, image.id, shown, stored))
+        downloads.fetch(image.path, where / "image.aci",
+                        partial(AciIdCheck, image.id, shown, (image.aci.sha512, image.aci.size)), image.aci.size)
         if image.oci is not None:
             ocilayout.stage(source, image, where)
         staged[image.id] = where
     return staged
 
 
-def _stage_version(layout: Layout, pod: PodJson, source: Source, staging: Path, final: Path) -> Path:
-    """The version directory, complete with its record, at `staging/version`."""
+def _stage_version(layout: Layout, pod: PodJson, source: Source, downloads: Downloads, staging: Path,
+                   final: Path) -> Path:
+    """The version directory, complete with its record, at `staging/version`; waits for `downloads`."""
     vstage = _make_dirs(staging, ("version",))
     write_file(vstage / "pod.json", pod.raw)
 
@@ -290,15 +294,27 @@ def _stage_version(layout: Layout, pod: PodJson, source: Source, staging: Path, 
             target = os.path.relpath(layout.image_dir(image.id), final / "images")
             os.symlink(target, links / image.name)
 
-    downloads = staging / "downloads"
-    downloads.mkdir()
+    fetched = staging / "downloads"
+    fetched.mkdir()
+    for volume in pod.volumes:
+        for n, vfile in enumerate(volume.files):
+            shown = source.describe(vfile.path)
+            downloads.fetch(vfile.path, fetched / f"{volume.name}-{n}",
+                            partial(Sha512Check, vfile.sha512, shown, vfile.size), vfile.size)
+    for pod_file in pod.files:
+        parts = PurePosixPath(pod_file.path).parts
+        dest = _make_dirs(vstage, ("files", *parts[:-1])) / parts[-1]
+        downloads.fetch(pod_file.path, dest,
+                        partial(Sha512Check, pod_file.sha512, source.describe(pod_file.path), pod_file.size),
+                        pod_file.size)
+    downloads.wait()
+
     sources: dict[str, str] = {}
     for volume in pod.volumes:
         vdir = _make_dirs(vstage, ("volumes", volume.name))
         for n, vfile in enumerate(volume.files):
             shown = source.describe(vfile.path)
-            download = downloads / f"{volume.name}-{n}"
-            source.fetch(vfile.path, download, partial(Sha512Check, vfile.sha512, shown, vfile.size))
+            download = fetched / f"{volume.name}-{n}"
             inner = PurePosixPath(vfile.inner)
             try:
                 into = _make_dirs(vdir, inner.parent.parts)
@@ -315,12 +331,6 @@ def _stage_version(layout: Layout, pod: PodJson, source: Source, staging: Path, 
                     raise ContractError(f"{shown}: volume {volume.name} already has {vfile.inner}")
                 os.rename(download, dest)
         sources[volume.name] = str(final / "volumes" / volume.name)
-
-    for pod_file in pod.files:
-        parts = PurePosixPath(pod_file.path).parts
-        dest = _make_dirs(vstage, ("files", *parts[:-1])) / parts[-1]
-        source.fetch(pod_file.path, dest,
-                     partial(Sha512Check, pod_file.sha512, source.describe(pod_file.path), pod_file.size))
 
     write_file(vstage / POD_MANIFEST, json_bytes(manifest_with_sources(pod, sources)))
     write_record(vstage, pod)

@@ -3,9 +3,16 @@
 Every source offers the same three operations, all by path relative to the
 pod's `pod.json` (the paths `pod.json` itself lists):
 
-- `read_pod_json(limit)` and `read_small(rel, limit)`: small files, whole;
-- `fetch(rel, dest, make_check)`: put the file at the new path `dest`,
-  streaming it through a check; `dest` does not exist if that fails.
+- `read_pod_json(limit)` and `read_small(rel, limit)`: small files, whole,
+  refused beyond `limit` bytes (over HTTP, pod.json has a smaller cap of its
+  own: `fetching.MAX_POD_JSON_FETCHED`);
+- `fetch(rel, dest, make_check, size)`: put the file of `size` bytes (as
+  pod.json declares it) at the new path `dest`, streaming it through a check;
+  another size is refused, and `dest` does not exist if that fails;
+- `cancel(why)`: downloads still running stop and fail (HTTP; a local copy
+  is short anyway).
+
+`Downloads` runs a few `fetch`es at once, while its caller goes on.
 
 A directory may be a bundle or a pod directory of a release root (its
 symlinks are followed: every byte is checked anyway). A tarball is read in
@@ -21,7 +28,9 @@ from __future__ import annotations
 import os
 import re
 import stat
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
@@ -40,13 +49,15 @@ if TYPE_CHECKING:
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2")
 MAX_BUNDLE_FILE = 16 << 30  # bytes of one file of a bundle tarball
 OCI_BLOB = re.compile(r"blobs/sha256/[0-9a-f]{64}\Z")
+DOWNLOADS_AT_ONCE = 4  # files of one pod fetched at the same time
 
 
 class Source(Protocol):
     def describe(self, rel: str) -> str: ...
     def read_pod_json(self, limit: int) -> bytes: ...
     def read_small(self, rel: str, limit: int) -> bytes: ...
-    def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check]) -> None: ...
+    def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check], size: int | None = None) -> None: ...
+    def cancel(self, why: str) -> None: ...
 
 
 def _os_error(what: str, e: OSError) -> FetchError:
@@ -114,7 +125,7 @@ class DirSource:
         except OSError as e:
             raise _os_error(self.describe(rel), e) from None
 
-    def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check]) -> None:
+    def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check], size: int | None = None) -> None:
         try:
             if self.move:
                 path = self._regular(rel)
@@ -129,6 +140,75 @@ class DirSource:
                 copy_file_verified(self._open(rel), dest, make_check())
         except OSError as e:
             raise _os_error(self.describe(rel), e) from None
+
+    def cancel(self, why: str) -> None:
+        pass  # a local copy ends soon on its own
+
+
+class Downloads:
+    """`Source.fetch`es run `DOWNLOADS_AT_ONCE` at a time, while the caller goes on.
+
+    `fetch` queues one; `wait` returns once every queued one has ended, and
+    raises the first failure, after the source's `cancel` has stopped the
+    others (each removes its file). Leaving the `with` block waits too, so no
+    download outlives it (on an error, cancelled first). Fetching several files
+    at once keeps a fast link busy while one file waits for its check, and
+    several slow ones overlap.
+    """
+
+    def __init__(self, source: Source, at_once: int = DOWNLOADS_AT_ONCE):
+        self.source = source
+        self._pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="download")
+        self._futures: list[Future] = []
+        self._lock = threading.Lock()
+        self._failure: BaseException | None = None
+
+    def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check], size: int | None = None) -> None:
+        future = self._pool.submit(self.source.fetch, rel, dest, make_check, size)
+        future.add_done_callback(self._ended)
+        self._futures.append(future)
+
+    def _ended(self, future: Future) -> None:
+        if future.cancelled() or future.exception() is None:
+            return
+        with self._lock:
+            first = self._failure is None
+            if first:
+                self._failure = future.exception()
+        if first:
+            self._stop("stopped because another download failed")
+
+    def _stop(self, why: str) -> None:
+        for future in self._futures:
+            future.cancel()
+        self.source.cancel(why)
+
+    def _drain(self) -> None:
+        """Every queued download has ended (or was never started)."""
+        for future in self._futures:
+            try:
+                future.result()
+            except BaseException:
+                pass  # `_ended` kept the first failure
+        self._futures.clear()
+
+    def wait(self) -> None:
+        self._drain()
+        if self._failure is not None:
+            raise self._failure
+
+    def __enter__(self) -> Downloads:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        try:
+            if error is None:
+                self.wait()
+            else:
+                self._stop("stopped because the deploy failed")
+                self._drain()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def _is_pod_json(name: str) -> bool:

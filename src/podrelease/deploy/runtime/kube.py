@@ -37,8 +37,6 @@ import re
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 
-import yaml
-
 from ...core.errors import ContractError
 from ...core.names import Label
 from ...core.podjson import PodJson
@@ -229,4 +227,6 @@ def render(pod: PodJson, volume_dirs: Mapping[str, str]) -> dict:
 
 def to_yaml(doc: dict) -> str:
     """The Pod as YAML, keys in the order built (stable across runs)."""
+    import yaml  # here: every ops-onboard command would pay its import, most need no YAML
+
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
