@@ -106,7 +106,7 @@ def run_curl_verify(base: str, out: Path) -> float:
 def run_deploy(url: str, root: Path) -> float:
     shutil.rmtree(root, ignore_errors=True)
     cpu, start = children_cpu(), time.perf_counter()
-    subprocess.run([console_script(), "--root", str(root), "deploy", "--no-progress", url],
+    subprocess.run([console_script(), "--root", str(root), "deploy", "--no-progress", "--no-start", url],
                    check=True, stdout=subprocess.DEVNULL)
     elapsed = time.perf_counter() - start
     CPU["deploy"].append(children_cpu() - cpu)
