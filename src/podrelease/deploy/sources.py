@@ -26,11 +26,11 @@ The extracted files are then read like a directory, moved instead of copied.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import stat
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
@@ -150,50 +150,54 @@ class Downloads:
 
     `fetch` queues one; `wait` returns once every queued one has ended, and
     raises the first failure, after the source's `cancel` has stopped the
-    others (each removes its file). Leaving the `with` block waits too, so no
-    download outlives it (on an error, cancelled first). Fetching several files
-    at once keeps a fast link busy while one file waits for its check, and
-    several slow ones overlap.
+    others (each removes its file; one not started yet is skipped). Leaving
+    the `with` block waits too, so no download outlives it (on an error,
+    cancelled first). Fetching several files at once keeps a fast link busy
+    while one file waits for its check, and several slow ones overlap.
+    Plain threads and a queue: `concurrent.futures` would cost every deploy
+    ten milliseconds of imports (logging) for nothing it needs here.
     """
 
     def __init__(self, source: Source, at_once: int = DOWNLOADS_AT_ONCE):
         self.source = source
-        self._pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="download")
-        self._futures: list[Future] = []
+        self.at_once = at_once
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)
+        self._pending = 0
         self._failure: BaseException | None = None
 
     def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check], size: int | None = None) -> None:
-        future = self._pool.submit(self.source.fetch, rel, dest, make_check, size)
-        future.add_done_callback(self._ended)
-        self._futures.append(future)
-
-    def _ended(self, future: Future) -> None:
-        if future.cancelled() or future.exception() is None:
-            return
         with self._lock:
-            first = self._failure is None
-            if first:
-                self._failure = future.exception()
-        if first:
-            self._stop("stopped because another download failed")
+            self._pending += 1
+        self._jobs.put((rel, dest, make_check, size))
+        if len(self._threads) < min(self.at_once, self._pending):
+            thread = threading.Thread(target=self._work, name=f"download-{len(self._threads)}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
-    def _stop(self, why: str) -> None:
-        for future in self._futures:
-            future.cancel()
-        self.source.cancel(why)
-
-    def _drain(self) -> None:
-        """Every queued download has ended (or was never started)."""
-        for future in self._futures:
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
             try:
-                future.result()
-            except BaseException:
-                pass  # `_ended` kept the first failure
-        self._futures.clear()
+                if self._failure is None:
+                    self.source.fetch(*job)
+            except BaseException as e:
+                with self._lock:
+                    first = self._failure is None
+                    if first:
+                        self._failure = e
+                if first:
+                    self.source.cancel("stopped because another download failed")
+            finally:
+                with self._lock:
+                    self._pending -= 1
+                    self._ended.notify_all()
 
     def wait(self) -> None:
-        self._drain()
+        with self._lock:
+            while self._pending:
+                self._ended.wait()
         if self._failure is not None:
             raise self._failure
 
@@ -204,11 +208,19 @@ class Downloads:
         try:
             if error is None:
                 self.wait()
-            else:
-                self._stop("stopped because the deploy failed")
-                self._drain()
+                return
+            with self._lock:
+                if self._failure is None:
+                    self._failure = error
+            self.source.cancel("stopped because the deploy failed")
+            with self._lock:
+                while self._pending:
+                    self._ended.wait()
         finally:
-            self._pool.shutdown(wait=True)
+            for _ in self._threads:
+                self._jobs.put(None)
+            for thread in self._threads:
+                thread.join()
 
 
 def _is_pod_json(name: str) -> bool:
