@@ -2,13 +2,16 @@
 
 Each test drives the real `ops-onboard deploy http://...` and asserts what
 the deploy promises whatever a server does: it ends (within the subprocess
-timeout), in bounded memory (the child's peak RSS), with DIR exactly as it
-was, and with one line saying what was wrong, never a traceback.
+timeout), in bounded memory (the child's peak RSS) and disk (no file it
+writes may grow past RLIMIT_FSIZE: a regression is killed, not left to fill
+the disk), with DIR exactly as it was, and with one line saying what was
+wrong, never a traceback.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -29,6 +32,11 @@ OPS_ONBOARD = str(_BESIDE) if _BESIDE.exists() else (shutil.which("ops-onboard")
 POD = "/channels/prod/web/frontend/{version}/"
 SECONDS = 60  # every run here ends well within this, or the test fails
 MAX_RSS_MIB = 200  # a deploy needs about 50 MiB, whatever it is sent
+MAX_FILE = 64 << 20  # bytes; the largest file here is 5 MiB
+
+
+def _limit_files() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE, MAX_FILE))
 
 
 @dataclass
@@ -42,7 +50,8 @@ class Run:
 def onboard(root: Path, *args: str) -> Run:
     """The real ops-onboard, killed if it runs longer than SECONDS; with its peak memory."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([OPS_ONBOARD, "--root", str(root), *args], stdout=out, stderr=err)
+        proc = subprocess.Popen([OPS_ONBOARD, "--root", str(root), *args], stdout=out, stderr=err,
+                                preexec_fn=_limit_files)
         killed = threading.Event()
 
         def kill() -> None:
