@@ -249,3 +249,12 @@ def test_a_redirect_on_the_same_host_is_followed(server, tmp_path):
     run = onboard(tmp_path / "ops", "deploy", url(server, "1.2.0"))
     assert run.returncode == 0, run.stderr
     assert os.readlink(tmp_path / "ops/pods/web/frontend/current") == "1.4.0"
+
+
+def test_a_failed_download_stops_the_others_at_once(server, deployed):
+    server.always("frontend/image.aci", "trickle")  # would take days
+    server.always("static/assets.tar.gz", "404")
+    before = tree(deployed)
+    line = refused(onboard(deployed, "deploy", url(server)))  # within SECONDS, not at the deadline
+    assert line.endswith("static/assets.tar.gz: HTTP 404 Injected failure")
+    assert tree(deployed) == before
