@@ -135,7 +135,7 @@ def test_a_content_length_of_a_terabyte_is_refused_before_the_body(site, server,
     server.always("frontend/image.aci", "endless-length")
     before = tree(deployed)
     line = refused(onboard(deployed, "deploy", url(server)))
-    assert f"the server sends {1 << 40} bytes, pod.json says {aci_size(site)}" in line
+    assert f"more than the {aci_size(site)} bytes pod.json pins (the server sends {1 << 40})" in line
     assert tree(deployed) == before
 
 
@@ -151,7 +151,7 @@ def test_a_content_length_other_than_declared_is_refused_without_retrying(server
     server.always("frontend/image.aci", "wrong-length")
     before = tree(deployed)
     line = refused(onboard(deployed, "deploy", "--retry-delay", "0.01", url(server)))
-    assert "frontend/image.aci" in line and "pod.json says" in line
+    assert "frontend/image.aci" in line and "pod.json pins" in line
     assert len([p for p in server.paths() if p.endswith("image.aci")]) == 1
     assert tree(deployed) == before
 
@@ -160,7 +160,7 @@ def test_a_body_shorter_than_declared_is_refused_after_the_retries(server, deplo
     server.always("frontend/image.aci", "shorter")
     before = tree(deployed)
     line = refused(onboard(deployed, "deploy", "--attempts", "2", "--retry-delay", "0.01", url(server)))
-    assert "frontend/image.aci" in line and "pod.json says" in line
+    assert "frontend/image.aci" in line and "pod.json pins" in line
     assert tree(deployed) == before
 
 

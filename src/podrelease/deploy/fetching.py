@@ -334,7 +334,7 @@ class HttpFetcher:
 
         return self._retrying(url, attempt)
 
-    def fetch_to(self, url: str, dest: Path, make_check: Callable[[], Check], what: str, size: int | None) -> None:
+    def fetch_to(self, url: str, dest: Path, make_check: Callable[[], Check], what: str, size: int) -> None:
         """Download the `size` bytes at `url` into the new file `dest` through a check.
 
         Refused (FetchError, `dest` removed) if the server says or sends
@@ -345,7 +345,7 @@ class HttpFetcher:
         fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         out = os.fdopen(fd, "r+b", buffering=0)
         progress: Any = _NoProgress()
-        if self._progress_wanted and (size or 0) >= self.options.progress_min_bytes:
+        if self._progress_wanted and size >= self.options.progress_min_bytes:
             from ..core.progress import Progress  # tqdm: tens of milliseconds to import, only to be seen
 
             # Downloads running at once get a line each (tqdm stacks its bars).
@@ -368,13 +368,13 @@ class HttpFetcher:
             progress.close()
 
     def _receive(self, url: str, resp: http.client.HTTPResponse, out, state: _Download,
-                 make_check: Callable[[], Check], size: int | None, progress: Any) -> None:
+                 make_check: Callable[[], Check], size: int, progress: Any) -> None:
         """One attempt's body, appended to `out` (or written over it if the server starts over)."""
         resumed = False
         if state.done and resp.status == 206:
             total = _content_range_total(resp.headers.get("Content-Range", ""), state.done)
-            if total is not None and size is not None and total != size:
-                raise FetchError(f"{url}: the server has {total} bytes, pod.json says {size}")
+            if total is not None and total != size:
+                raise FetchError(f"{url}: {total} bytes, pod.json pins {size} (says the server)")
             resumed = total is not None
         if not resumed and resp.status != 200:
             raise _Transient(f"unexpected HTTP {resp.status} {resp.reason}")
@@ -385,18 +385,18 @@ class HttpFetcher:
             out.truncate()
             state.check, state.done = make_check(), 0
         length = resp.headers.get("Content-Length")
-        known = state.done + int(length) if length is not None and length.strip().isdigit() else None
-        if size is None:  # TODO(wire): gone once pod.json declares every size
-            size = known if known is not None else 1 << 62
-        elif known is not None and known != size:
-            raise FetchError(f"{url}: the server sends {known} bytes, pod.json says {size}")
+        if length is not None and length.strip().isdigit() and state.done + int(length) != size:
+            sends = state.done + int(length)
+            if sends > size:
+                raise FetchError(f"{url}: more than the {size} bytes pod.json pins (the server sends {sends})")
+            raise FetchError(f"{url}: {sends} bytes, pod.json pins {size} (says the server)")
 
         def readinto(buffer: memoryview) -> int:
             left = size - state.done
             if left <= 0:
                 # All that was declared has come: anything more is refused, not stored.
                 if resp.read(1):
-                    raise FetchError(f"{url}: the server sends more than the {size} bytes pod.json says")
+                    raise FetchError(f"{url}: more than the {size} bytes pod.json pins")
                 return 0
             return resp.readinto(buffer[:left])
 
@@ -406,7 +406,7 @@ class HttpFetcher:
 
         copy_verified(readinto, out, state.check, on_chunk)
         # http.client's readinto ends quietly when the connection closes early.
-        if state.done < size and size != 1 << 62:
+        if state.done < size:
             raise _Transient(f"connection closed after {state.done} of {size} bytes (truncated)")
 
 
@@ -438,7 +438,7 @@ class HttpSource:
     def read_small(self, rel: str, limit: int) -> bytes:
         return self.fetcher.get_bytes(self.describe(rel), limit)[0]
 
-    def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check], size: int | None = None) -> None:
+    def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check], size: int) -> None:
         self.fetcher.fetch_to(self.describe(rel), dest, make_check, rel, size)
 
     def cancel(self, why: str) -> None:

@@ -56,7 +56,7 @@ class Source(Protocol):
     def describe(self, rel: str) -> str: ...
     def read_pod_json(self, limit: int) -> bytes: ...
     def read_small(self, rel: str, limit: int) -> bytes: ...
-    def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check], size: int | None = None) -> None: ...
+    def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check], size: int) -> None: ...
     def cancel(self, why: str) -> None: ...
 
 
@@ -125,7 +125,8 @@ class DirSource:
         except OSError as e:
             raise _os_error(self.describe(rel), e) from None
 
-    def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check], size: int | None = None) -> None:
+    def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check], size: int) -> None:
+        # `size` is held by the check (core.hashing.SizeBound): a longer file fails as it is read
         try:
             if self.move:
                 path = self._regular(rel)
@@ -168,7 +169,7 @@ class Downloads:
         self._pending = 0
         self._failure: BaseException | None = None
 
-    def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check], size: int | None = None) -> None:
+    def fetch(self, rel: str, dest: Path, make_check: Callable[[], Check], size: int) -> None:
         with self._lock:
             self._pending += 1
         self._jobs.put((rel, dest, make_check, size))
