@@ -1,14 +1,22 @@
-"""No-op release at scale: `doit` with nothing to do vs. a bare-Python floor.
+"""No-op release and `doit list` at scale, against a bare-Python floor.
 
 The floor is the least any tool must do to know nothing is pending: start
 Python, parse every instruction and build file with PyYAML's C loader and
-stat every artifact path. Both run in the same session, alternating, best of
-N, so the ratio holds on a noisy shared machine. Goal: at most 1.5x.
+stat every artifact path. For each size (200, 2,000 and 20,000 released
+instructions by default) the floor, a no-op `doit` and `doit list` run in
+the same session, alternating, best of N, so the ratios hold on a noisy
+shared machine. Peak memory is the largest max RSS of any run of each
+(os.wait4's rusage of that one child).
+
+Goals at the largest size: no-op at most 1.0x the floor, `doit list` at most
+1.5x, both at most 150 MiB; and the no-op time grows at most linearly with
+the number of instructions.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -37,20 +45,34 @@ for top in ("images", "volumes"):
             os.stat(os.path.join(dirpath, name))
 """
 
+GOALS = {"noop": 1.0, "list": 1.5}
+MEMORY_GOAL_MIB = 150
 
-def timed(command: list[str], cwd: Path) -> float:
+
+def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall time and the child's own peak RSS (MiB) of one run."""
     start = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(f"{' '.join(command)} exited {child.returncode} in {cwd}")
+    return elapsed, usage.ru_maxrss / 1024
 
 
-def best_pair(root: Path, repeats: int) -> tuple[float, float]:
-    """Best-of-N for the floor and for doit, alternating to share the noise."""
-    floor, ours = [], []
+def measure(root: Path, repeats: int) -> dict[str, tuple[float, float]]:
+    """Best time and peak RSS of each command, alternating to share the noise."""
+    commands = {
+        "floor": [sys.executable, "-c", FLOOR, str(root)],
+        "noop": [sys.executable, "-m", "doit"],
+        "list": [sys.executable, "-m", "doit", "list"],
+    }
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for _ in range(repeats):
-        floor.append(timed([sys.executable, "-c", FLOOR, str(root)], root))
-        ours.append(timed([sys.executable, "-m", "doit"], root))
-    return min(floor), min(ours)
+        for name, command in commands.items():
+            runs[name].append(timed(command, root))
+    return {name: (min(t for t, _ in got), max(m for _, m in got)) for name, got in runs.items()}
 
 
 def released_root(parent: Path, instructions: int) -> Path:
@@ -61,21 +83,36 @@ def released_root(parent: Path, instructions: int) -> Path:
     return root
 
 
+def report(count: int, got: dict[str, tuple[float, float]]) -> None:
+    floor, floor_mib = got["floor"]
+    print(f"{count:>6} instructions: floor {floor:.3f}s {floor_mib:.0f} MiB")
+    for name in ("noop", "list"):
+        seconds, mib = got[name]
+        label = "doit     " if name == "noop" else "doit list"
+        print(f"        {label} {seconds:.3f}s  ratio {seconds / floor:.2f}x (goal <= {GOALS[name]}x)  "
+              f"peak {mib:.0f} MiB (goal <= {MEMORY_GOAL_MIB})")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--instructions", type=int, default=2000)
-    parser.add_argument("--small", type=int, default=200)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 2000, 20000], help="instructions per root")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--keep", type=Path, help="make (or reuse) the roots here instead of a temporary folder")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        parent = args.keep or Path(tmp)
         results = {}
-        for count in (args.small, args.instructions):
-            root = released_root(Path(tmp), count)
-            results[count] = best_pair(root, args.repeats)
-            floor, ours = results[count]
-            print(f"{count:>6} instructions: doit no-op {ours:.3f}s, floor {floor:.3f}s, ratio {ours / floor:.2f}x (goal <= 1.5x)")
-        small, large = results[args.small][1], results[args.instructions][1]
-        print(f"growth: {args.instructions // args.small}x the instructions cost {large / small:.2f}x the time (linear or better: <= {args.instructions / args.small:.0f}x)")
+        for count in sorted(args.sizes):
+            root = parent / f"root{count}"
+            if not (args.keep and (root / "dodo.py").exists()):
+                root = released_root(parent, count)
+            results[count] = measure(root, args.repeats)
+            report(count, results[count])
+        sizes = sorted(results)
+        for small, large in zip(sizes, sizes[1:], strict=False):
+            grew = results[large]["noop"][0] / results[small]["noop"][0]
+            print(f"growth {small} -> {large}: {large / small:.0f}x the instructions cost {grew:.2f}x the no-op time "
+                  f"(linear or better: <= {large / small:.0f}x)")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ every `task_*` creator. Importing this module reads nothing. doit reads
 plans the root (`plugin.session.Release`), so a mistake prints its lines
 and stops doit before anything is written; every creator then asks that one
 plan. The release root is the dodo file's folder (doit runs there), or
-`RELEASE_ROOT`.
+`RELEASE_ROOT`. The first creator doit calls finds the command on doit's
+call stack, so only the tasks that command needs are made (see
+`plugin.loader`).
 """
 
 from __future__ import annotations
@@ -15,20 +17,28 @@ import functools
 from pathlib import Path
 
 from .model.layout import ReleaseRoot
-from .plugin.loader import doit_config, load_release
+from .plugin.loader import doit_command, doit_config, load_release, tasks_needed
 
 __all__ = ["DOIT_CONFIG", "task_image", "task__volumes", "task_volume", "task_pod", "task_tip", "task_release", "task_bundle"]
 
 @functools.cache
-def _release():
+def _planned():
     return load_release(ReleaseRoot.from_environment(Path.cwd()))
+
+
+@functools.cache
+def _release():
+    """The planned root, knowing (from the first creator doit calls) which tasks to make."""
+    release = _planned()
+    release.needs = tasks_needed(release, doit_command())
+    return release
 
 
 class _PlannedConfig(dict):
     """doit's configuration of the root, planning the root when doit first reads it."""
 
     def items(self):
-        _release()
+        _planned()
         return super().items()
 
 

@@ -103,12 +103,12 @@ class ReleaseRoot:
                     found.append((Path(dirpath) / name, "" if label_path == "." else label_path))
         return found
 
-    def instruction_paths(self) -> list[InstructionPath]:
-        """Every `channels/<channel>/<label_path>/<pod>/<version>.yaml`, sorted.
+    def instruction_paths(self, scan: ChannelScan | None = None) -> list[InstructionPath]:
+        """Every `channels/<channel>/<label_path>/<pod>/<version>.yaml`, sorted (from `scan`, if given).
 
         A badly placed or named instruction (or channel folder) is one error each.
         """
-        scan = scan_channels(self)
+        scan = scan or scan_channels(self)
         found: list[InstructionPath] = []
         errors: list[UserError] = list(scan.bad_channels)
         for home in scan.homes:

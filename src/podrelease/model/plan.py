@@ -96,6 +96,29 @@ class Plan:
     releases: dict[str, Release]
     revisions: dict[str, ImageRevision] = field(default_factory=dict)  # image build name ->
 
+    def index(self) -> PlanIndex:
+        return PlanIndex(
+            tuple((name, r.pod.instruction.yanked, r.pod.instruction.reason) for name, r in self.releases.items()),
+            self.tips,
+            self.revisions,
+        )
+
+
+@dataclass(frozen=True)
+class PlanIndex:
+    """What a run must know of a plan before it knows whether anything is to be built.
+
+    Small (a few names per release), so it is cached (`model.cache.PlanCache`):
+    a run with nothing to build never makes the whole plan. A release's name
+    `<channel>/<label_path>/<pod>/<version>` also names its instruction
+    (`channels/<name>.yaml`), its pod directory and, without the version,
+    its tip.
+    """
+
+    releases: tuple[tuple[str, bool, str | None], ...]  # (name, yanked, reason), in instruction path order
+    tips: dict[str, TipUpdate]
+    revisions: dict[str, ImageRevision]  # image build name -> the revision it is built from
+
 
 def make_plan(
     build_files: list[BuildFile],

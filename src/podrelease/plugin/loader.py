@@ -14,6 +14,12 @@ Two ways in, one engine:
 - a one-line `dodo.py`, `from podrelease.tasks import *`, gets the same
   creators through doit's default loader (see `podrelease.tasks`).
 
+Only the tasks the command needs are created (`tasks_needed`): `doit` and
+`doit info` ask for tasks by name, and get those and what they depend on;
+every other command gets every task. Through the dodo file, the creators
+find the command on doit's call stack (`doit_command`), since doit's
+default loader does not hand it to them.
+
 In a test, `DoitMain(ReleaseLoader()).run([...])` releases a root in-process.
 """
 
@@ -21,16 +27,20 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 from pathlib import Path
 
 from doit import loader as doit_loader
-from doit.cmd_base import TaskLoader2
+from doit.cmd_base import DoitCmdBase, TaskLoader2
 
 from ..core.errors import UserError
 from ..model.layout import ReleaseRoot
 from .reporter import ReleaseReporter, exit_with
 from .root import ROOT_OPTIONS, dodo_folder, release_root
-from .session import CREATORS, Release
+from .session import CREATORS, Needs, Release
+
+# doit commands whose tasks are the ones named (or the default ones) and their dependencies
+SELECTING = ("run", "info")
 
 
 def doit_config(root: ReleaseRoot) -> dict:
@@ -52,6 +62,30 @@ def load_release(root: ReleaseRoot) -> Release:
     except UserError as error:
         exit_with(error)
         raise  # unreachable: exit_with raises SystemExit
+
+
+def tasks_needed(release: Release, command) -> Needs | None:
+    """What doit's `command` looks at: for `run` and `info`, the tasks it selects and their
+    dependencies; for any other command (or none known), every task."""
+    if command is None or getattr(command, "name", None) not in SELECTING:
+        return None
+    selection = getattr(command, "sel_tasks", None)
+    return release.needed(list(selection)) if selection else None
+
+
+def doit_command():
+    """The doit command whose `execute` is loading tasks now, found on the call stack; or None.
+
+    doit's default loader calls a dodo file's creators without saying for
+    which command; `DoitCmdBase.execute` holds it as `self`. Not found
+    (another doit, another caller): None, and every task is made.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is DoitCmdBase.execute.__code__:
+            return frame.f_locals.get("self")
+        frame = frame.f_back
+    return None
 
 
 def creators(release: Release) -> dict:
@@ -93,7 +127,9 @@ class ReleaseLoader(TaskLoader2):
         return config
 
     def load_tasks(self, cmd, pos_args):
-        namespace = {**self.namespace, **creators(self.release or load_release(self.root))}
+        release = self.release or load_release(self.root)
+        release.needs = tasks_needed(release, cmd)
+        namespace = {**self.namespace, **creators(release)}
         namespace.pop("DOIT_CONFIG", None)
         return doit_loader.load_tasks(namespace, self.cmd_names, allow_delayed=cmd.execute_tasks,
                                       args=pos_args, config=self.config, task_opts=self.task_opts)

@@ -6,6 +6,14 @@ before it opens its state file or writes anything, and only then does any
 task exist. Whether a task is up to date is decided from the artifacts on
 disk alone, never from doit's state file.
 
+Large roots: when every build file, channel file and instruction is as an
+earlier run saw it, `load` takes the plan's index from the plan cache
+(`model.cache.PlanCache`) and reads no instruction; the whole plan is made
+only when a task that builds something is asked for. Only the tasks the
+command needs are created (`needed`): a no-op `doit` creates one task per
+release and no pod, image, volume, tip or bundle task. Either shortcut is
+only taken when it gives doit the same tasks for what it will look at.
+
 The task creators (`task_*`) are methods in the order doit lists them; the
 actions they hand doit are small methods here that call `podrelease.build`,
 each holding the artifact's lock (`core.locks`), so concurrent runs build
@@ -15,21 +23,24 @@ each thing once.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from ..build import assembly, bundles, imaging, revisions
 from ..core import locks
 from ..core.errors import PodreleaseError, UserError, UserErrors, collect, distinct
 from ..model import instructions, rules
-from ..model.cache import InstructionCache
+from ..model.cache import InstructionCache, PlanCache
 from ..model.instructions import Instruction
-from ..model.layout import POD_JSON, ReleaseRoot
-from ..model.plan import ImageBuild, Plan, PodAssembly, TipUpdate, VolumeCheck, effective_rule, make_plan
+from ..model.layout import INSTRUCTION_SUFFIX, POD_JSON, ChannelScan, ReleaseRoot, scan_channels
+from ..model.plan import ImageBuild, Plan, PlanIndex, PodAssembly, TipUpdate, VolumeCheck, effective_rule, make_plan
 from ..model.rules import BuildFile, ImageRule
-from .reporter import WORK_DONE, ReleaseFailed
+from ..model.tip import released_versions, tip_version
+from .reporter import WORK_DONE, ReleaseFailed, exit_with
 
 # doit's default capture swaps the process-wide sys.stdout and sys.stderr for
 # each python-action; with `-P thread` concurrent actions restore each other's
@@ -50,14 +61,17 @@ def channel_defaults(root: ReleaseRoot, channels: set[str]) -> dict:
     return defaults
 
 
-def load_plan(root: ReleaseRoot, cache: InstructionCache | None = None) -> tuple[Plan, dict[object, ImageRule]]:
-    """The plan, and every image rule by label (for builds from older revisions)."""
+def load_plan(root: ReleaseRoot, cache: InstructionCache | None = None, build_files: list[BuildFile] | None = None,
+              scan: ChannelScan | None = None) -> tuple[Plan, dict[object, ImageRule]]:
+    """The plan, and every image rule by label (for builds from older revisions).
+
+    `build_files` and `scan` are what the caller has already read, if anything.
+    """
     load = cache.load if cache is not None else None
-    build_files: list[BuildFile]
     loaded: list[Instruction]
     build_files, loaded = collect(
-        lambda: rules.load_all(root),
-        lambda: instructions.load_all(root.instruction_paths(), load),
+        (lambda: build_files) if build_files is not None else (lambda: rules.load_all(root)),
+        lambda: instructions.load_all(root.instruction_paths(scan), load),
     )
     plan = make_plan(build_files, loaded, channel_defaults(root, {i.channel for i in loaded}))
     return plan, {r.label: r for b in build_files for r in b.images.values()}
@@ -68,6 +82,19 @@ def _link_text(link: Path) -> str | None:
         return os.readlink(link)
     except OSError:
         return None
+
+
+def planned_from(root: ReleaseRoot, build_files: list[BuildFile]) -> tuple[Plan, dict]:
+    """The whole plan, from build files already read and the instruction cache."""
+    cache = InstructionCache(root)
+    planned = load_plan(root, cache, build_files)
+    cache.save()
+    return planned
+
+
+def work_begins() -> None:
+    """Loading is done with the garbage collector off (see `Release.load`); real work has it on."""
+    gc.enable()
 
 
 @dataclass(frozen=True)
@@ -82,9 +109,12 @@ def guarded(work, *args):
     """A doit python-action that turns podrelease errors into one-line failures."""
 
     def action():
+        from ..build.imaging import ImageBuildError
+
+        work_begins()
         try:
             done = work(*args)
-        except imaging.ImageBuildError as err:
+        except ImageBuildError as err:
             return ReleaseFailed(str(err), err.output)
         except PodreleaseError as err:
             return ReleaseFailed(str(err))
@@ -111,7 +141,8 @@ class TipTargets:
 
     def target(self, tip: TipUpdate) -> str | None:
         if tip.name not in self.known:
-            self.known[tip.name] = assembly.tip_target(self.root, tip)
+            # `build.assembly.tip_target`'s rule, without importing the builders
+            self.known[tip.name] = tip_version(released_versions(self.root.pod_home(tip.channel, tip.pod)), tip.yanked)
         return self.known[tip.name]
 
     def is_current(self, tip: TipUpdate) -> bool:
@@ -127,41 +158,99 @@ class TipTargets:
         self.known.pop(tip.name, None)
 
 
+# Task groups with subtasks, by creator; `_volumes` is a single task.
+GROUPS = ("image", "volume", "pod", "tip", "release", "bundle")
+
+# The tasks a command needs, by group: None for every task of the group,
+# else the names of the ones needed (after the `group:`); a group that is
+# not a key gets no task. None instead of the whole dict: every task.
+Needs = dict[str, set[str] | None]
+
+
 class Release:
     """The release root `root`, planned: task creators and their actions."""
 
-    def __init__(self, root: ReleaseRoot, plan: Plan, image_rules: dict, sources: Revisions):
+    def __init__(self, root: ReleaseRoot, index: PlanIndex, planner: Callable[[], tuple[Plan, dict]], sources: Revisions):
         self.root = root
-        self.plan = plan
-        self.image_rules = image_rules
+        self.index = index
+        self.planner = planner
+        self.planned: tuple[Plan, dict] | None = None
         self.sources = sources
         self.tips = TipTargets(root)
+        self.needs: Needs | None = None  # every task, unless the loader says what the command needs
+        self.channels = str(root.channels)
+        self.images = str(root.path / "images")
 
     @classmethod
     def load(cls, root: ReleaseRoot) -> Release:
         """Read, validate and plan everything; raises UserError (one line per mistake).
 
-        The instruction cache is saved only once everything loaded and
-        planned: a mistake writes nothing.
+        With the garbage collector off: loading makes hundreds of thousands of
+        long-lived objects and no garbage cycles, and a collection pass
+        over them every few thousand allocations doubled a large root's
+        load. The first action that does real work turns it back on.
+
+        The caches are saved only once everything loaded and planned: a
+        mistake writes nothing.
         """
+        gc.disable()
+        scan = scan_channels(root)
+        plans = PlanCache(root, scan)
+        index = plans.index()
+        if index is not None:
+            build_files = rules.load_all(root)  # always read: they name source files that may have gone
+            release = cls(root, index, lambda: planned_from(root, build_files), Revisions(None, {}))
+            release.sources = release.resolve_revisions()
+            return release
         cache = InstructionCache(root)
-        plan, image_rules = load_plan(root, cache)
-        release = cls(root, plan, image_rules, Revisions(None, {}))
+        planned = load_plan(root, cache, scan=scan)
+        release = cls(root, planned[0].index(), lambda: planned, Revisions(None, {}))
+        release.planned = planned
         release.sources = release.resolve_revisions()
         cache.save()
+        plans.save(release.index)
         return release
+
+    def whole_plan(self) -> tuple[Plan, dict]:
+        """The plan and the image rules, made when first asked for (the index tells what exists)."""
+        if self.planned is None:
+            try:
+                self.planned = self.planner()
+            except UserError as error:  # a file changed since the index was checked
+                exit_with(error)
+                raise  # unreachable: exit_with raises SystemExit
+        return self.planned
+
+    @property
+    def plan(self) -> Plan:
+        return self.whole_plan()[0]
+
+    @property
+    def image_rules(self) -> dict:
+        """Every image rule by label (for builds from older revisions)."""
+        return self.whole_plan()[1]
 
     # ------------------------------------------------------------ what is on disk
 
     def image_built(self, build: ImageBuild) -> bool:
-        return os.path.isfile(self.root.image_dir(build.rule.label, build.version) / imaging.SHA512_FILE)
+        return self.image_named_built(build.name)
 
-    @functools.cache  # noqa: B019 -- one Release per doit run: the cache may keep it alive
+    def image_named_built(self, name: str) -> bool:
+        """`name` is `<label_path>/<image>/<version>`, as `root.image_dir` makes it."""
+        from ..build.imaging import SHA512_FILE
+
+        return os.path.isfile(f"{self.images}/{name}/{SHA512_FILE}")
+
+    def pod_json(self, name: str) -> str:
+        """The pod.json of release `name` (`<channel>/<label_path>/<pod>/<version>`), as `root.pod_dir` makes it."""
+        return f"{self.channels}/{name}/{POD_JSON}"
+
     def pod_json_path(self, pod: PodAssembly) -> str:
-        """Asked by the pod, release and bundle tasks of every instruction: made once."""
-        return str(self.root.pod_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version) / POD_JSON)
+        return self.pod_json(pod.name)
 
     def volume_present(self, check: VolumeCheck) -> bool:
+        from ..build import assembly
+
         return bool(assembly.volume_files(self.root, check.label, check.version, checked=False))
 
     def resolve_revisions(self) -> Revisions:
@@ -169,7 +258,9 @@ class Release:
 
         Only images still to build need git: a no-op run asks it nothing.
         """
-        pending = {name: choice for name, choice in self.plan.revisions.items() if not self.image_built(self.plan.images[name])}
+        from ..build import revisions
+
+        pending = {name: choice for name, choice in self.index.revisions.items() if not self.image_named_built(name)}
         checkout = revisions.checkout_of(self.root.shipyard) if pending and not revisions.working_tree_forced() else None
         if checkout is None:
             return Revisions(None, {})
@@ -188,6 +279,101 @@ class Release:
             raise UserErrors(distinct(errors))
         return Revisions(checkout, commits)
 
+    # ------------------------------------------------------------ which tasks a command needs
+
+    def needed(self, selection: list[str] | None) -> Needs | None:
+        """The tasks doit looks at to run `selection` (task names): those and all they depend on.
+
+        None (every task) for anything this cannot follow: a pattern, a
+        task option, a task that is not podrelease's or does not exist, so
+        doit itself decides (and words any error) as it always did.
+        """
+        if selection is None:
+            return None
+        whole: set[str] = set()
+        chosen: dict[str, set[str]] = {}
+        seen: set[str] = set()
+        todo = list(selection)
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            group, colon, sub = name.partition(":")
+            if "*" in name or name.startswith("-") or (group not in GROUPS and name != "_volumes"):
+                return None
+            if name == "_volumes":
+                whole.add(name)
+                todo.extend(self.pending_volumes())
+            elif not colon:
+                whole.add(group)
+                todo.extend(self.group_dependencies(group))
+            elif self.exists(group, sub):
+                chosen.setdefault(group, set()).add(sub)
+                todo.extend(self.dependencies(group, sub))
+            else:
+                return None
+        needs: Needs = {group: None for group in whole}
+        needs.update((group, subs) for group, subs in chosen.items() if group not in whole)
+        return needs
+
+    def exists(self, group: str, sub: str) -> bool:
+        if group in ("release", "pod", "bundle"):
+            return sub in self.yanked
+        if group == "tip":
+            return sub in self.index.tips
+        return sub in (self.plan.images if group == "image" else self.plan.volumes)
+
+    @functools.cached_property
+    def yanked(self) -> dict[str, bool]:
+        """Whether each release (by name) is yanked."""
+        return {name: yanked for name, yanked, _ in self.index.releases}
+
+    def pending(self, name: str) -> bool:
+        """A release that is neither yanked nor assembled (a pod directory with a pod.json)."""
+        return not self.yanked[name] and not os.path.isfile(self.pod_json(name))
+
+    def dependencies(self, group: str, sub: str) -> list[str]:
+        """The task_dep of task `group:sub`, as its creator below gives them."""
+        if group == "release":
+            return [f"pod:{sub}"] if self.pending(sub) else []
+        if group == "bundle":
+            return [f"release:{sub}"]
+        if group == "pod":
+            if os.path.isfile(self.pod_json(sub)):
+                return []
+            pod = self.plan.pods[sub]
+            return [f"volume:{v.mount.label.join(v.version)}" for v in pod.volumes] + [f"image:{b.name}" for b in pod.images]
+        if group == "image":
+            base = self.plan.images[sub].base
+            return [f"image:{base.name}"] if base else []
+        return []
+
+    def group_dependencies(self, group: str) -> list[str]:
+        """The task_dep of every task of a group."""
+        if group == "release":
+            return [f"pod:{name}" for name, yanked, _ in self.index.releases if not yanked and not os.path.isfile(self.pod_json(name))]
+        if group == "bundle":
+            return [f"release:{name}" for name, _, _ in self.index.releases]
+        if group in ("pod", "image"):
+            names = self.plan.pods if group == "pod" else self.plan.images
+            return [dep for sub in names for dep in self.dependencies(group, sub)]
+        return []
+
+    def pending_volumes(self) -> list[str]:
+        """The volume tasks of every pending release: what `_volumes` checks first."""
+        pending = [name for name, yanked, _ in self.index.releases if not yanked and not os.path.isfile(self.pod_json(name))]
+        if not pending:
+            return []  # nothing to release: the plan need not be made
+        pods = self.plan.pods
+        return sorted({f"volume:{v.mount.label.join(v.version)}" for name in pending for v in pods[name].volumes})
+
+    def wanted(self, group: str) -> set[str] | None | Literal[False]:
+        """False: no task of `group`; None: all of them; else the names of those needed."""
+        if self.needs is None:
+            return None
+        return self.needs.get(group, False)
+
     # ------------------------------------------------------------ images
 
     def build_image(self, build: ImageBuild) -> dict:
@@ -199,6 +385,8 @@ class Release:
 
     def build_image_here(self, build: ImageBuild) -> None:
         """Build the image from its recorded revision if it has one, else from the working tree."""
+        from ..build import imaging, revisions
+
         target = self.root.image_dir(build.rule.label, build.version)
         commit = self.sources.commits.get(build.name)
         if commit is None or self.sources.checkout is None:
@@ -220,6 +408,8 @@ class Release:
 
     def base_at_revision(self, rule: ImageRule, commit: str) -> Path | None:
         """The built base the rule names at `commit` (which may be none, or another than today's)."""
+        from ..build import imaging
+
         if rule.base is None or rule.base_version is None:
             return None
         base = self.root.image_dir(rule.base, rule.base_version)
@@ -238,6 +428,8 @@ class Release:
 
     def working_tree_source(self, build: ImageBuild) -> dict | None:
         """What build.json says when a recorded revision was skipped on purpose."""
+        from ..build import revisions
+
         choice = self.plan.revisions.get(build.name)
         if choice is None or not revisions.working_tree_forced():
             return None
@@ -245,9 +437,16 @@ class Release:
         sys.stderr.write(f"{choice.shown}: warning: image {build.rule.label} {build.version} {warning}\n")
         return {"revision": choice.revision, "working_tree": True, "warning": warning}
 
+    def picked(self, group: str, tasks: dict) -> list:
+        """The values of `tasks` (by subtask name) the command needs, in plan order."""
+        want = self.wanted(group)
+        if want is False:
+            return []
+        return list(tasks.values()) if want is None else [task for name, task in tasks.items() if name in want]
+
     def task_image(self):
         """Build one image version (shared by every instruction that uses it)."""
-        for build in self.plan.images.values():
+        for build in self.picked("image", self.plan.images) if self.wanted("image") is not False else ():
             yield {
                 "name": build.name,
                 "actions": [guarded(self.build_image, build)],
@@ -260,22 +459,20 @@ class Release:
 
     def require_volume(self, check: VolumeCheck) -> None:
         """The volume version exists, and holds only files a release may publish."""
+        from ..build import assembly
+
         if not assembly.volume_files(self.root, check.label, check.version):
             raise assembly.missing_volume(self.root, check.label, check.version, check.needed_by)
 
     def task__volumes(self):
         """Check the volumes of every pending release first: a missing one stops plain `doit` before any build."""
-        pending = sorted({
-            f"volume:{v.mount.label.join(v.version)}"
-            for pod in self.plan.pods.values()
-            if not pod.instruction.yanked and not os.path.isfile(self.pod_json_path(pod))
-            for v in pod.volumes
-        })
-        return {"actions": None, "task_dep": pending, "uptodate": [True]}
+        if self.wanted("_volumes") is False:
+            return None
+        return {"actions": None, "task_dep": self.pending_volumes(), "uptodate": [True]}
 
     def task_volume(self):
         """Check one volume version exists (releases never create volumes)."""
-        for check in self.plan.volumes.values():
+        for check in self.picked("volume", self.plan.volumes) if self.wanted("volume") is not False else ():
             yield {
                 "name": check.name,
                 "actions": [guarded(self.require_volume, check)],
@@ -286,6 +483,8 @@ class Release:
     # ------------------------------------------------------------ pods
 
     def assemble_pod(self, pod: PodAssembly, tip: TipUpdate) -> dict:
+        from ..build import assembly
+
         self.tips.forget(tip)
         with locks.holding(self.root.path, f"pod:{pod.name}"):
             if os.path.isfile(self.pod_json_path(pod)):
@@ -295,7 +494,7 @@ class Release:
 
     def task_pod(self):
         """Assemble one pod directory: pod.json, links to images and volumes, files."""
-        for pod in self.plan.pods.values():
+        for pod in self.picked("pod", self.plan.pods) if self.wanted("pod") is not False else ():
             assembled = os.path.isfile(self.pod_json_path(pod))
             # an assembled pod is immutable: it needs nothing, even if a volume went away
             needs = [] if assembled else (
@@ -314,6 +513,8 @@ class Release:
 
     def move_tip(self, tip: TipUpdate) -> dict:
         """Point tip where the tip rule says; a move prints `tip <channel>/<pod>: <old> -> <new>`."""
+        from ..build import assembly
+
         self.tips.forget(tip)
         link = self.root.tip(tip.channel, tip.pod)
         with locks.holding(self.root.path, f"tip:{tip.name}"):
@@ -328,7 +529,7 @@ class Release:
 
     def task_tip(self):
         """Point a pod's tip at its highest released version in a channel."""
-        for tip in self.plan.tips.values():
+        for tip in self.picked("tip", self.index.tips):
             yield {
                 "name": tip.name,
                 "actions": [guarded(self.move_tip, tip)],
@@ -345,29 +546,40 @@ class Release:
 
     def task_release(self):
         """Release one instruction: its volumes, images and pod, then its tip."""
-        for release in self.plan.releases.values():
-            pod_json = self.pod_json_path(release.pod)
-            instruction = release.pod.instruction
+        want = self.wanted("release")
+        if want is False:
+            return
+        tips = self.index.tips
+        current: dict[str, bool] = {}  # by tip: nothing moves a tip while tasks are made
+        for name, yanked, reason in self.index.releases:
+            if want is not None and name not in want:
+                continue
+            tip = tips[name.rpartition("/")[0]]
+            pod_json = self.pod_json(name)
             # a yanked version only leaves the running for tip: nothing is built for it
-            assembled = instruction.yanked or os.path.isfile(pod_json)
+            assembled = yanked or os.path.isfile(pod_json)
             # released now stays released during the run (a newer pod only moves
             # tip past it); only a pending release needs asking again when it runs
-            done = assembled and self.tips.is_current(release.tip)
+            if assembled and tip.name not in current:
+                current[tip.name] = self.tips.is_current(tip)
+            done = assembled and current[tip.name]
             yield {
-                "name": release.name,
-                "doc": f"yanked: {instruction.reason or 'no reason given'}" if instruction.yanked else instruction.shown,
+                "name": name,
+                "doc": f"yanked: {reason or 'no reason given'}" if yanked else f"channels/{name}{INSTRUCTION_SUFFIX}",
                 # each release moves tip itself: several versions of one pod
                 # released in one run must each see the others on disk
-                "actions": [guarded(self.move_tip, release.tip)],
+                "actions": [guarded(self.move_tip, tip)],
                 "io": NO_CAPTURE,
-                "uptodate": [True if done else functools.partial(self.released, pod_json, release.tip, instruction.yanked)],
+                "uptodate": [True if done else functools.partial(self.released, pod_json, tip, yanked)],
                 # an assembled pod is immutable: only its tip may still need moving
-                "task_dep": [] if assembled else [f"pod:{release.name}"],
+                "task_dep": [] if assembled else [f"pod:{name}"],
             }
 
     # ------------------------------------------------------------ bundles
 
     def write_bundle(self, pod: PodAssembly) -> None:
+        from ..build import bundles
+
         instruction = pod.instruction
         if instruction.yanked:
             # a bundle is carried to machines that cannot see the instruction: say it here
@@ -379,7 +591,7 @@ class Release:
 
     def task_bundle(self):
         """Write a pod's self-contained bundle (releasing the pod first if needed)."""
-        for pod in self.plan.pods.values():
+        for pod in self.picked("bundle", self.plan.pods) if self.wanted("bundle") is not False else ():
             bundle = self.root.bundle_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
             yield {
                 "name": pod.name,
