@@ -75,3 +75,30 @@ def test_a_save_killed_halfway_leaves_a_temporary_the_next_save_removes(settled)
     doit(settled, "list", check=True)
     assert not leftover.exists()
     assert len(remembered(settled)) == 6
+
+
+PLAN_CACHE = Path(".podrelease/plan.pickle")
+
+
+def indexed(root: Path) -> list[str]:
+    with open(root / PLAN_CACHE, "rb") as f:
+        return [name for name, _, _ in pickle.load(f)[1][1].releases]
+
+
+def test_the_plan_index_is_remembered_for_settled_files(settled):
+    assert "prod/web/frontend/1.1.0" in indexed(settled)
+
+
+def test_an_added_instruction_is_planned_although_the_index_was_remembered(settled):
+    new = settled / "channels/prod/web/frontend/1.4.0.yaml"
+    new.write_text((settled / "channels/prod/web/frontend/1.1.0.yaml").read_text())
+    result = doit(settled, "release:prod/web/frontend/1.4.0", check=True)
+    assert (settled / "channels/prod/web/frontend/1.4.0/pod.json").is_file(), result.stdout
+
+
+def test_a_build_file_broken_after_the_index_was_remembered_is_reported(settled):
+    build = settled / "shipyard/web/build.yaml"
+    build.write_text(build.read_text() + "bogus: 1\n")
+    result = doit(settled)
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("shipyard/web/build.yaml:")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from doit.doit_cmd import DoitMain
 
@@ -37,3 +38,58 @@ def test_a_mistake_stops_the_loader_before_doit_writes_anything(example):
     assert result.returncode == 1
     assert result.stderr.startswith("channels/prod/web/frontend/1.1.0.yaml:1: unknown key 'imagez'")
     assert not (example / ".doit.db").exists()
+
+
+def settled_release(example) -> None:
+    """Release the example, let its files age past the caches' racy window, and save the caches."""
+    doit(example, check=True)
+    time.sleep(2.1)  # ctime can't be set back: wait until the files are settled
+    doit(example, check=True)
+
+
+def test_a_noop_run_makes_release_tasks_only_and_reads_no_instruction(example, monkeypatch):
+    settled_release(example)
+    monkeypatch.chdir(example)
+    loader = ReleaseLoader(ReleaseRoot(example))
+    assert DoitMain(loader).run([]) == 0
+    assert loader.release.needs == {"_volumes": None, "release": None}
+    assert loader.release.planned is None  # the plan's index came from the plan cache
+
+
+def test_a_task_named_on_the_command_line_gets_what_it_depends_on(example, monkeypatch):
+    monkeypatch.chdir(example)
+    loader = ReleaseLoader(ReleaseRoot(example))
+    assert DoitMain(loader).run(["release:prod/web/frontend/1.1.0"]) == 0
+    needs = loader.release.needs
+    assert needs["release"] == {"prod/web/frontend/1.1.0"} and needs["pod"] == {"prod/web/frontend/1.1.0"}
+    assert "bundle" not in needs and "tip" not in needs
+    assert (example / "channels/prod/web/frontend/1.1.0/pod.json").is_file()
+
+
+def test_other_commands_and_patterns_get_every_task(example, monkeypatch, capsys):
+    monkeypatch.chdir(example)
+    loader = ReleaseLoader(ReleaseRoot(example))
+    assert DoitMain(loader).run(["info", "image:base/busybox/1.0.0"]) in (0, 1)
+    assert set(loader.release.needs) == {"image"}
+    for args in (["list", "--all"], ["release:prod/*"], ["forget"]):
+        loader = ReleaseLoader(ReleaseRoot(example))
+        DoitMain(loader).run(args)
+        assert loader.release.needs is None, args
+    capsys.readouterr()
+
+
+def test_the_dodo_file_creators_find_the_command(example, monkeypatch):
+    from doit.cmd_base import DodoTaskLoader
+
+    from podrelease import tasks
+
+    settled_release(example)
+    monkeypatch.chdir(example)
+    tasks._planned.cache_clear()
+    tasks._release.cache_clear()
+    try:
+        assert DoitMain(DodoTaskLoader()).run([]) == 0
+        assert tasks._release().needs == {"_volumes": None, "release": None}
+    finally:
+        tasks._planned.cache_clear()
+        tasks._release.cache_clear()

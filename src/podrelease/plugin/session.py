@@ -40,6 +40,7 @@ from ..model.layout import INSTRUCTION_SUFFIX, POD_JSON, ChannelScan, ReleaseRoo
 from ..model.plan import ImageBuild, Plan, PlanIndex, PodAssembly, TipUpdate, VolumeCheck, effective_rule, make_plan
 from ..model.rules import BuildFile, ImageRule
 from ..model.tip import released_versions, tip_version
+from . import doittasks
 from .reporter import WORK_DONE, ReleaseFailed, exit_with
 
 # doit's default capture swaps the process-wide sys.stdout and sys.stderr for
@@ -549,6 +550,9 @@ class Release:
         want = self.wanted("release")
         if want is False:
             return
+        # thousands of these: lean doit tasks (plugin.doittasks), their group first
+        releases = doittasks.group("release", Release.task_release.__doc__)
+        yield releases
         tips = self.index.tips
         current: dict[str, bool] = {}  # by tip: nothing moves a tip while tasks are made
         for name, yanked, reason in self.index.releases:
@@ -563,17 +567,16 @@ class Release:
             if assembled and tip.name not in current:
                 current[tip.name] = self.tips.is_current(tip)
             done = assembled and current[tip.name]
-            yield {
-                "name": name,
-                "doc": f"yanked: {reason or 'no reason given'}" if yanked else f"channels/{name}{INSTRUCTION_SUFFIX}",
+            yield doittasks.subtask(
+                releases, name,
+                doc=f"yanked: {reason or 'no reason given'}" if yanked else f"channels/{name}{INSTRUCTION_SUFFIX}",
                 # each release moves tip itself: several versions of one pod
                 # released in one run must each see the others on disk
-                "actions": [guarded(self.move_tip, tip)],
-                "io": NO_CAPTURE,
-                "uptodate": [True if done else functools.partial(self.released, pod_json, tip, yanked)],
+                actions=[guarded(self.move_tip, tip)],
+                uptodate=[True if done else functools.partial(self.released, pod_json, tip, yanked)],
                 # an assembled pod is immutable: only its tip may still need moving
-                "task_dep": [] if assembled else [f"pod:{name}"],
-            }
+                task_dep=[] if assembled else [f"pod:{name}"],
+            )
 
     # ------------------------------------------------------------ bundles
 
