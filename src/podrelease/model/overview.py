@@ -24,7 +24,7 @@ from ..core.errors import UserError, UserErrors
 from ..core.names import Label, did_you_mean, version_key
 from . import instructions
 from .instructions import Instruction
-from .layout import POD_JSON, InstructionPath, ReleaseRoot, scan_channels
+from .layout import INSTRUCTION_SUFFIX, POD_JSON, ChannelScan, InstructionPath, ReleaseRoot, scan_channels
 from .tip import tip_version
 
 TASK_PREFIX = "release:"
@@ -77,10 +77,36 @@ class PodStatus:
         return tip_version(self.released)
 
 
-def survey(root: ReleaseRoot, load: Callable[[InstructionPath], Instruction] | None = None) -> list[PodStatus]:
-    """Every pod of every channel, in path order; raises UserErrors for instructions that do not load."""
+@dataclass(frozen=True)
+class Known:
+    """What the overview needs of an instruction the plan's index already knows."""
+
+    version: str
+    yanked: bool
+    reason: str | None
+    shown: str
+
+
+def known_from_index(root: ReleaseRoot, releases: Iterable[tuple[str, bool, str | None]]) -> dict[str, Known]:
+    """The index's releases (name, yanked, reason), by instruction path, as `survey` takes them."""
+    channels = str(root.channels)
+    return {
+        f"{channels}/{name}{INSTRUCTION_SUFFIX}": Known(name.rpartition("/")[2], yanked, reason, f"channels/{name}{INSTRUCTION_SUFFIX}")
+        for name, yanked, reason in releases
+    }
+
+
+def survey(root: ReleaseRoot, load: Callable[[InstructionPath], Instruction] | None = None,
+           scan: ChannelScan | None = None, known: dict[str, Known] | None = None) -> list[PodStatus]:
+    """Every pod of every channel, in path order; raises UserErrors for instructions that do not load.
+
+    `scan` is channels/ if the caller has just read it; `known` the
+    instructions it has already read and validated, by path: those are
+    neither read nor checked again.
+    """
     load = load or instructions.load_instruction
-    scan = scan_channels(root)
+    scan = scan or scan_channels(root)
+    known = known or {}
     errors: list[UserError] = list(scan.bad_channels)
     pods: list[PodStatus] = []
     for home in scan.homes:
@@ -88,15 +114,19 @@ def survey(root: ReleaseRoot, load: Callable[[InstructionPath], Instruction] | N
         if label is None:
             errors.extend(_misplaced(root, home.channel, home.instructions, home.parts))
             continue
-        loaded: dict[str, Instruction] = {}
+        loaded: dict[str, Instruction | Known] = {}
         for path, regular in home.instructions:
+            seen = known.get(str(path))
+            if seen is not None:
+                loaded[seen.version] = seen
+                continue
             try:
                 instruction = load(root.instruction_path(home.channel, path, home.parts, regular))
             except UserError as err:
                 errors.extend(err.each)
                 continue
             loaded[instruction.version] = instruction
-        released = {name for name, path in home.pod_dirs.items() if os.path.isfile(path / POD_JSON)}
+        released = {name for name, path in home.pod_dirs.items() if os.path.isfile(f"{path}/{POD_JSON}")}
         pods.append(_pod_status(home.channel, label, _link(home.tip), loaded, released))
     if errors:
         raise UserErrors(errors)
@@ -123,7 +153,7 @@ def _link(path) -> str | None:
         return None
 
 
-def _pod_status(channel: str, pod: Label, tip: str | None, loaded: dict[str, Instruction], released: set[str]) -> PodStatus:
+def _pod_status(channel: str, pod: Label, tip: str | None, loaded: dict[str, Instruction | Known], released: set[str]) -> PodStatus:
     versions = []
     for version in sorted(set(loaded) | released, key=version_key):
         instruction = loaded.get(version)

@@ -99,6 +99,45 @@ def work_begins() -> None:
 
 
 @dataclass(frozen=True)
+class ReadRoot:
+    """A release root read and validated as `doit` reads it, before anything is built."""
+
+    index: PlanIndex
+    scan: ChannelScan  # channels/, as read
+    planner: Callable[[], tuple[Plan, dict]]  # the whole plan and the image rules, when asked
+    save: Callable[[], None]  # remember what the caches learnt: call once nothing was wrong
+
+
+def read_root(root: ReleaseRoot) -> ReadRoot:
+    """Read and validate every build file and instruction; raises UserError (one line per mistake).
+
+    When every file is as the plan cache saw it, no instruction is read and
+    the whole plan is made only if `planner` is called.
+
+    With the garbage collector off: loading makes hundreds of thousands of
+    long-lived objects and no garbage cycles, and a collection pass over
+    them every few thousand allocations doubled a large root's load. The
+    first action that does real work (`work_begins`) turns it back on.
+    """
+    gc.disable()
+    scan = scan_channels(root)
+    plans = PlanCache(root, scan)
+    index = plans.index()
+    if index is not None:
+        build_files = rules.load_all(root)  # always read: they name source files that may have gone
+        return ReadRoot(index, scan, functools.cache(lambda: planned_from(root, build_files)), lambda: None)
+    cache = InstructionCache(root)
+    planned = load_plan(root, cache, scan=scan)
+    index = planned[0].index()
+
+    def save() -> None:
+        cache.save()
+        plans.save(index)
+
+    return ReadRoot(index, scan, lambda: planned, save)
+
+
+@dataclass(frozen=True)
 class Revisions:
     """Where pending images come from: the git checkout and the commit of each image build."""
 
@@ -186,30 +225,13 @@ class Release:
     def load(cls, root: ReleaseRoot) -> Release:
         """Read, validate and plan everything; raises UserError (one line per mistake).
 
-        With the garbage collector off: loading makes hundreds of thousands of
-        long-lived objects and no garbage cycles, and a collection pass
-        over them every few thousand allocations doubled a large root's
-        load. The first action that does real work turns it back on.
-
         The caches are saved only once everything loaded and planned: a
         mistake writes nothing.
         """
-        gc.disable()
-        scan = scan_channels(root)
-        plans = PlanCache(root, scan)
-        index = plans.index()
-        if index is not None:
-            build_files = rules.load_all(root)  # always read: they name source files that may have gone
-            release = cls(root, index, lambda: planned_from(root, build_files), Revisions(None, {}))
-            release.sources = release.resolve_revisions()
-            return release
-        cache = InstructionCache(root)
-        planned = load_plan(root, cache, scan=scan)
-        release = cls(root, planned[0].index(), lambda: planned, Revisions(None, {}))
-        release.planned = planned
+        read = read_root(root)
+        release = cls(root, read.index, read.planner, Revisions(None, {}))
         release.sources = release.resolve_revisions()
-        cache.save()
-        plans.save(release.index)
+        read.save()
         return release
 
     def whole_plan(self) -> tuple[Plan, dict]:

@@ -31,10 +31,9 @@ from doit.cmd_list import List as DoitList
 from ...core.errors import PodreleaseError, UserError
 from ...model import overview
 from ...model.cache import InstructionCache
-from ...model.instructions import load_instruction
 from ...model.layout import ReleaseRoot
 from ..root import release_root, root_problem, seek_release_root
-from ..session import load_plan
+from ..session import read_root
 from .base import REFUSED, USAGE_ERROR
 from .doit_commands import reader_gone
 
@@ -44,13 +43,12 @@ TASK_PREFIX = overview.TASK_PREFIX
 def checked_overview(root: ReleaseRoot) -> list[overview.PodStatus]:
     """The overview of a root that plans: a mistake doit would refuse is refused here too.
 
-    The instructions are read once, through (and then saving) the instruction cache.
+    The root is read as doit reads it (`session.read_root`): through the
+    plan cache, so a large root whose files are unchanged is not read again.
     """
-    cache = InstructionCache(root)
-    plan, _ = load_plan(root, cache)
-    loaded = {pod.instruction.shown: pod.instruction for pod in plan.pods.values()}
-    pods = overview.survey(root, lambda where: loaded.get(where.shown) or load_instruction(where))
-    cache.save()
+    read = read_root(root)
+    pods = overview.survey(root, scan=read.scan, known=overview.known_from_index(root, read.index.releases))
+    read.save()
     return pods
 
 
