@@ -8,7 +8,7 @@ A version counts as released when its pod directory holds a `pod.json`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..core.names import check_version, version_key
 from .layout import POD_JSON, TIP
@@ -21,8 +21,11 @@ def tip_version(released: Iterable[str], yanked: Iterable[str] = ()) -> str | No
     return max(candidates, key=version_key) if candidates else None
 
 
-def released_versions(pod_home: str | os.PathLike) -> list[str]:
-    """Versions with a pod directory holding a pod.json, whatever the instructions say now."""
+def released_versions(pod_home: str | os.PathLike, is_file: Callable[[str], bool] = os.path.isfile) -> list[str]:
+    """Versions with a pod directory holding a pod.json, whatever the instructions say now.
+
+    `is_file` answers for `<pod_home>/<version>/pod.json` (a caller may know already).
+    """
     home = os.fspath(pod_home)
     try:
         names = os.listdir(home)
@@ -30,7 +33,7 @@ def released_versions(pod_home: str | os.PathLike) -> list[str]:
         return []
     versions = []
     for name in names:
-        if name.startswith(".") or name == TIP or not os.path.isfile(os.path.join(home, name, POD_JSON)):
+        if name.startswith(".") or name == TIP or not is_file(f"{home}/{name}/{POD_JSON}"):
             continue
         try:
             versions.append(check_version(name))

@@ -179,20 +179,21 @@ class TipTargets:
         self.known: dict[str, str | None] = {}
         self.links: dict[str, str] = {}
 
-    def target(self, tip: TipUpdate) -> str | None:
+    def target(self, tip: TipUpdate, is_file: Callable[[str], bool] = os.path.isfile) -> str | None:
         if tip.name not in self.known:
             # `build.assembly.tip_target`'s rule, without importing the builders
-            self.known[tip.name] = tip_version(released_versions(self.root.pod_home(tip.channel, tip.pod)), tip.yanked)
+            self.known[tip.name] = tip_version(released_versions(self.root.pod_home(tip.channel, tip.pod), is_file), tip.yanked)
         return self.known[tip.name]
 
-    def is_current(self, tip: TipUpdate) -> bool:
+    def is_current(self, tip: TipUpdate, is_file: Callable[[str], bool] = os.path.isfile) -> bool:
+        """Whether the tip link points at its target; `is_file` answers for pod.json files."""
         if tip.name not in self.links:
             self.links[tip.name] = str(self.root.tip(tip.channel, tip.pod))
         try:
             current = os.readlink(self.links[tip.name])
         except OSError:
             current = None
-        return current == self.target(tip)
+        return current == self.target(tip, is_file)
 
     def forget(self, tip: TipUpdate) -> None:
         self.known.pop(tip.name, None)
@@ -220,6 +221,16 @@ class Release:
         self.needs: Needs | None = None  # every task, unless the loader says what the command needs
         self.channels = str(root.channels)
         self.images = str(root.path / "images")
+        self.found: dict[str, bool] = {}  # pod.json files, as they were when tasks were made
+
+    def found_at_start(self, path: str) -> bool:
+        """Whether a file existed when the tasks were made: asked several times per release
+        while making them (pending? its volumes? its tip?), looked at once.
+        Never for what actions do: they look again."""
+        found = self.found.get(path)
+        if found is None:
+            found = self.found[path] = os.path.isfile(path)
+        return found
 
     @classmethod
     def load(cls, root: ReleaseRoot) -> Release:
@@ -354,7 +365,7 @@ class Release:
 
     def pending(self, name: str) -> bool:
         """A release that is neither yanked nor assembled (a pod directory with a pod.json)."""
-        return not self.yanked[name] and not os.path.isfile(self.pod_json(name))
+        return not self.yanked[name] and not self.found_at_start(self.pod_json(name))
 
     def dependencies(self, group: str, sub: str) -> list[str]:
         """The task_dep of task `group:sub`, as its creator below gives them."""
@@ -363,7 +374,7 @@ class Release:
         if group == "bundle":
             return [f"release:{sub}"]
         if group == "pod":
-            if os.path.isfile(self.pod_json(sub)):
+            if self.found_at_start(self.pod_json(sub)):
                 return []
             pod = self.plan.pods[sub]
             return [f"volume:{v.mount.label.join(v.version)}" for v in pod.volumes] + [f"image:{b.name}" for b in pod.images]
@@ -375,7 +386,7 @@ class Release:
     def group_dependencies(self, group: str) -> list[str]:
         """The task_dep of every task of a group."""
         if group == "release":
-            return [f"pod:{name}" for name, yanked, _ in self.index.releases if not yanked and not os.path.isfile(self.pod_json(name))]
+            return [f"pod:{name}" for name, yanked, _ in self.index.releases if not yanked and not self.found_at_start(self.pod_json(name))]
         if group == "bundle":
             return [f"release:{name}" for name, _, _ in self.index.releases]
         if group in ("pod", "image"):
@@ -385,7 +396,7 @@ class Release:
 
     def pending_volumes(self) -> list[str]:
         """The volume tasks of every pending release: what `_volumes` checks first."""
-        pending = [name for name, yanked, _ in self.index.releases if not yanked and not os.path.isfile(self.pod_json(name))]
+        pending = [name for name, yanked, _ in self.index.releases if not yanked and not self.found_at_start(self.pod_json(name))]
         if not pending:
             return []  # nothing to release: the plan need not be made
         pods = self.plan.pods
@@ -518,7 +529,7 @@ class Release:
     def task_pod(self):
         """Assemble one pod directory: pod.json, links to images and volumes, files."""
         for pod in self.picked("pod", self.plan.pods) if self.wanted("pod") is not False else ():
-            assembled = os.path.isfile(self.pod_json_path(pod))
+            assembled = self.found_at_start(self.pod_json_path(pod))
             # an assembled pod is immutable: it needs nothing, even if a volume went away
             needs = [] if assembled else (
                 [f"volume:{v.mount.label.join(v.version)}" for v in pod.volumes]
@@ -580,15 +591,16 @@ class Release:
         for name, yanked, reason in self.index.releases:
             if want is not None and name not in want:
                 continue
-            tip = tips[name.rpartition("/")[0]]
+            tip_name = name.rpartition("/")[0]
+            tip = tips[tip_name]
             pod_json = self.pod_json(name)
             # a yanked version only leaves the running for tip: nothing is built for it
-            assembled = yanked or os.path.isfile(pod_json)
+            assembled = yanked or self.found_at_start(pod_json)
             # released now stays released during the run (a newer pod only moves
             # tip past it); only a pending release needs asking again when it runs
-            if assembled and tip.name not in current:
-                current[tip.name] = self.tips.is_current(tip)
-            done = assembled and current[tip.name]
+            if assembled and tip_name not in current:
+                current[tip_name] = self.tips.is_current(tip, self.found_at_start)
+            done = assembled and current[tip_name]
             yield doittasks.subtask(
                 releases, name,
                 doc=f"yanked: {reason or 'no reason given'}" if yanked else f"channels/{name}{INSTRUCTION_SUFFIX}",
@@ -599,6 +611,7 @@ class Release:
                 # an assembled pod is immutable: only its tip may still need moving
                 task_dep=[] if assembled else [f"pod:{name}"],
             )
+        self.found.clear()  # the largest thing loading leaves behind: doit's run needs the memory
 
     # ------------------------------------------------------------ bundles
 
