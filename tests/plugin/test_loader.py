@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 
@@ -54,6 +55,7 @@ def test_a_noop_run_makes_release_tasks_only_and_reads_no_instruction(example, m
     assert DoitMain(loader).run([]) == 0
     assert loader.release.needs == {"_volumes": None, "release": None}
     assert loader.release.planned is None  # the plan's index came from the plan cache
+    assert gc.isenabled()  # off only while loading
 
 
 def test_a_task_named_on_the_command_line_gets_what_it_depends_on(example, monkeypatch):

@@ -93,8 +93,16 @@ def planned_from(root: ReleaseRoot, build_files: list[BuildFile]) -> tuple[Plan,
     return planned
 
 
+def loading_done() -> None:
+    """Loading is done with the garbage collector off (see `read_root`); once the tasks
+    are made, what loading made stays for the whole run, so the collector need never
+    look at it again (`gc.freeze`), and collects whatever the run makes."""
+    gc.freeze()
+    gc.enable()
+
+
 def work_begins() -> None:
-    """Loading is done with the garbage collector off (see `Release.load`); real work has it on."""
+    """Real work has the garbage collector on, whatever loading did."""
     gc.enable()
 
 
@@ -117,18 +125,22 @@ def read_root(root: ReleaseRoot) -> ReadRoot:
     With the garbage collector off: loading makes hundreds of thousands of
     long-lived objects and no garbage cycles, and a collection pass over
     them every few thousand allocations doubled a large root's load. The
-    first action that does real work (`work_begins`) turns it back on.
+    caller turns it back on (`loading_done`) once it has made what it needs.
     """
     gc.disable()
-    scan = scan_channels(root)
-    plans = PlanCache(root, scan)
-    index = plans.index()
-    if index is not None:
-        build_files = rules.load_all(root)  # always read: they name source files that may have gone
-        return ReadRoot(index, scan, functools.cache(lambda: planned_from(root, build_files)), lambda: None)
-    cache = InstructionCache(root)
-    planned = load_plan(root, cache, scan=scan)
-    index = planned[0].index()
+    try:
+        scan = scan_channels(root)
+        plans = PlanCache(root, scan)
+        index = plans.index()
+        if index is not None:
+            build_files = rules.load_all(root)  # always read: they name source files that may have gone
+            return ReadRoot(index, scan, functools.cache(lambda: planned_from(root, build_files)), lambda: None)
+        cache = InstructionCache(root)
+        planned = load_plan(root, cache, scan=scan)
+        index = planned[0].index()
+    except BaseException:
+        gc.enable()  # a mistake ends the command; the host process (a test) goes on
+        raise
 
     def save() -> None:
         cache.save()
@@ -638,6 +650,7 @@ class Release:
                 "uptodate": [os.path.isfile(bundle / POD_JSON)],
                 "task_dep": [f"release:{pod.name}"],
             }
+        loading_done()  # the last creator doit calls (they are called in the order they are defined)
 
 
 # The order doit lists task groups in (it sorts creators by where they are defined).

@@ -33,7 +33,7 @@ from ...model import overview
 from ...model.cache import InstructionCache
 from ...model.layout import ReleaseRoot
 from ..root import release_root, root_problem, seek_release_root
-from ..session import read_root
+from ..session import loading_done, read_root
 from .base import REFUSED, USAGE_ERROR
 from .doit_commands import reader_gone
 
@@ -49,6 +49,7 @@ def checked_overview(root: ReleaseRoot) -> list[overview.PodStatus]:
     read = read_root(root)
     pods = overview.survey(root, scan=read.scan, known=overview.known_from_index(root, read.index.releases))
     read.save()
+    loading_done()
     return pods
 
 
