@@ -19,7 +19,8 @@ pod.json allows:
   (`--deadline`, `Deadline` below) bounds the whole deploy's fetching. When it
   passes, every socket still open is shut down, so a download blocked in a
   read (a server trickling a byte a second, or its headers) ends at once and
-  the deploy fails, releasing DIR's lock.
+  the deploy fails (a deploy by one `HttpOptions` shares one deadline, however
+  often it prepares again).
 - Place. Redirects are followed only to the same host and port (or from
   http:// to https:// on the same host), never to another scheme: content
   served by another host is refused. Hashes would pin the content anyway, but
@@ -28,7 +29,10 @@ pod.json allows:
 Each file streams to disk through its check (sha512, or the sha512 as stored
 plus the inflate-and-hash of an image id) on other threads, see
 `core.hashing.copy_verified`: memory stays flat and verification overlaps the
-download. Several files are fetched at once by `sources.Downloads`.
+download. Several files are fetched at once by `sources.Downloads`. On a
+fast link this is CPU-bound: curl's work (receive, write) plus two sha512
+passes over an image (as stored, and inflated) on as many CPUs as there are
+(`bench/bench_deploy_http.py` prints the bound it sets on a machine).
 Transient failures (connection refused or reset, timeouts, truncated
 bodies, HTTP 408/429/5xx) are retried a bounded number of times with
 exponential backoff; a retry resumes with a `Range` request when the server
