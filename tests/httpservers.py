@@ -8,6 +8,7 @@
   `ranges=True` makes it honour `Range: bytes=N-` (206), like nginx.
   Hostile faults, a server that means harm: `"endless"` (no Content-Length,
   zeros without end), `"endless-length"` (a Content-Length of a terabyte, zeros
+  without end), `"endless-chunked"` (chunked transfer encoding, chunks of zeros
   without end), `"trickle"` (the right headers, then one byte a second),
   `"trickle-headers"` (the status line, then one byte of headers a second),
   `"longer"` (no Content-Length, the file and then a MiB more), `"wrong-length"`
@@ -131,6 +132,15 @@ def _endless(handler: _Handler) -> None:
     _zeros_forever(handler)
 
 
+def _endless_chunked(handler: _Handler) -> None:
+    handler.send_response(200)
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    chunk = b"%x\r\n" % (1 << 16) + bytes(1 << 16) + b"\r\n"
+    while not handler.server.closing.is_set():
+        handler.wfile.write(chunk)
+
+
 def _endless_length(handler: _Handler) -> None:
     _head(handler, 1 << 40)
     _zeros_forever(handler)
@@ -178,7 +188,7 @@ def _redirect(handler: _Handler) -> None:
     handler.end_headers()
 
 
-HOSTILE = {"endless": _endless, "endless-length": _endless_length, "trickle": _trickle,
+HOSTILE = {"endless": _endless, "endless-chunked": _endless_chunked, "endless-length": _endless_length, "trickle": _trickle,
            "trickle-headers": _trickle_headers, "longer": _longer, "wrong-length": _wrong_length,
            "shorter": _shorter, "redirect": _redirect}
 

@@ -131,6 +131,14 @@ def test_an_endless_image_body_is_refused_at_its_declared_size(site, server, dep
     assert tree(deployed) == before
 
 
+def test_an_endless_chunked_image_body_is_refused_at_its_declared_size(site, server, deployed):
+    server.always("frontend/image.aci", "endless-chunked")
+    before = tree(deployed)
+    line = refused(onboard(deployed, "deploy", url(server)))
+    assert "frontend/image.aci" in line and f"more than the {aci_size(site)} bytes" in line
+    assert tree(deployed) == before
+
+
 def test_a_content_length_of_a_terabyte_is_refused_before_the_body(site, server, deployed):
     server.always("frontend/image.aci", "endless-length")
     before = tree(deployed)
@@ -169,6 +177,14 @@ def test_a_body_shorter_than_declared_is_refused_after_the_retries(server, deplo
 
 def test_an_endless_pod_json_is_refused_at_one_mib(server, deployed):
     server.always("pod.json", "endless")
+    before = tree(deployed)
+    line = refused(onboard(deployed, "deploy", url(server)))
+    assert "pod.json: more than the 1048576 bytes it may have" in line
+    assert tree(deployed) == before
+
+
+def test_an_endless_chunked_pod_json_is_refused_at_one_mib(server, deployed):
+    server.always("pod.json", "endless-chunked")
     before = tree(deployed)
     line = refused(onboard(deployed, "deploy", url(server)))
     assert "pod.json: more than the 1048576 bytes it may have" in line
