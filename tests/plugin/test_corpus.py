@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -39,6 +40,8 @@ CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "case.yaml").is_file())
 MEMORY_LIMIT = 1 << 30  # address space of each doit process
 TIMEOUT = 60  # seconds for each doit process
 MAX_LINE = 400  # a clear error line quotes values, it does not dump them
+# what must never reach a terminal raw: C0 and C1 controls, line separators, bidi overrides and isolates
+RAW_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 WORKERS = 4
 
 
@@ -149,7 +152,7 @@ def outcomes(request, tmp_path_factory) -> dict[str, Outcome]:
 
 def test_the_corpus_covers_instructions_build_files_and_paths():
     kinds = {name.split("-")[0] for name in CASES}
-    assert len(CASES) >= 45
+    assert len(CASES) >= 80
     assert kinds == {"instr", "build", "path"}
     generated = [name for name in CASES if (CORPUS / name / "generate.py").is_file()]
     assert len(generated) <= len(CASES) // 6
@@ -181,5 +184,6 @@ def test_bad_input_gives_one_line_per_bad_file_and_writes_nothing(name, outcomes
         for line, expected in zip(lines, case.expect, strict=True):
             assert line.startswith(expected), f"{shown}: {line[:MAX_LINE]!r} does not start with {expected!r}"
             assert len(line) <= MAX_LINE, f"{shown}: a {len(line)}-character error line"
+            assert not RAW_CONTROL.search(line), f"{shown}: a raw control character in {line[:MAX_LINE]!r}"
         assert run.seconds < TIMEOUT
     assert outcome.after == outcome.before, "doit wrote something"

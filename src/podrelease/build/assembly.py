@@ -16,7 +16,7 @@ from ..core import fsops
 from ..core.errors import ContractError, UserError
 from ..core.hashing import pin_file
 from ..core.health import health_json
-from ..core.names import Label
+from ..core.names import Label, quoted
 from ..core.podjson import json_bytes
 from ..core.safeopen import open_published
 from ..model.layout import POD_JSON, ReleaseRoot
@@ -263,7 +263,7 @@ def _copy_file(root: ReleaseRoot, pod: PodAssembly, relative: str, tmp: Path) ->
     source = pod.rule.folder / relative
     folder = os.path.realpath(pod.rule.folder)
     if not os.path.realpath(source).startswith(folder + os.sep) or not source.is_file():
-        raise UserError(pod.rule.shown, pod.rule.line, f"pod file {relative!r} is not a file inside {root.shown(pod.rule.folder)}/")
+        raise UserError(pod.rule.shown, pod.rule.line, f"pod file {quoted(relative)} is not a file inside {root.shown(pod.rule.folder)}/")
     destination = tmp / os.path.basename(relative)
     shutil.copyfile(source, destination)
     os.chmod(destination, fsops.ARTIFACT_FILE_MODE)

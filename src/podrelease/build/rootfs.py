@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Literal, NoReturn
 
 from ..core.errors import UserError
+from ..core.names import quoted
 from ..model.rules import ImageRule, RootfsEntry
 
 ROOT_MODE = 0o755  # the image root (`rootfs` in the tar)
@@ -87,9 +88,9 @@ def _apply_entry(tree: Tree, folder: str, entry: RootfsEntry, fail: Fail) -> Non
     try:
         status = os.lstat(source)
     except FileNotFoundError:
-        fail(f"rootfs src {entry.src!r} does not exist")
+        fail(f"rootfs src {quoted(entry.src)} does not exist")
     except NotADirectoryError:
-        fail(f"rootfs src {entry.src!r}: a parent is not a directory")
+        fail(f"rootfs src {quoted(entry.src)}: a parent is not a directory")
     dst, into = _dst_parts(entry.dst, fail)
     origin = _origin(folder, source)
     if entry.mode is not None and not 0 <= entry.mode <= 0o7777:
@@ -99,11 +100,11 @@ def _apply_entry(tree: Tree, folder: str, entry: RootfsEntry, fail: Fail) -> Non
         if dst:
             _place(tree, dst, Node("dir", mode, source, origin=origin), fail)
         elif entry.mode is not None:
-            fail(f"rootfs dst {entry.dst!r} is the image root, whose mode is always 0755")
+            fail(f"rootfs dst {quoted(entry.dst)} is the image root, whose mode is always 0755")
         add_directory(tree, dst, source, origin, fail)
         return
     if entry.src.endswith("/"):
-        fail(f"rootfs src {entry.src!r} is not a directory")
+        fail(f"rootfs src {quoted(entry.src)} is not a directory")
     if into or not dst:
         dst = (*dst, os.path.basename(source))
     _place(tree, dst, _node(source, status, entry.mode, origin, fail), fail)
@@ -123,7 +124,7 @@ def _resolve_src(folder: str, src: str, fail: Fail) -> str:
         head, name = os.path.split(joined)
         resolved = os.path.join(os.path.realpath(head), name)
     if os.path.commonpath([folder, resolved]) != folder:
-        fail(f"rootfs src {src!r} is outside the build file's folder")
+        fail(f"rootfs src {quoted(src)} is outside the build file's folder")
     return resolved
 
 
@@ -138,7 +139,7 @@ def _dst_parts(dst: str, fail: Fail) -> tuple[tuple[str, ...], bool]:
     for part in dst.split("/"):
         if part == "..":
             if not parts:
-                fail(f"rootfs dst {dst!r} goes above the image root")
+                fail(f"rootfs dst {quoted(dst)} goes above the image root")
             parts.pop()
         elif part not in ("", "."):
             parts.append(part)

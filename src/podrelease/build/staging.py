@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..core.errors import ContractError, UserError
 from ..core.hashing import HashingReader
-from ..core.names import Label
+from ..core.names import Label, quoted
 from ..core.safeopen import open_real
 from ..model.rules import ImageRule
 from .archive import CHUNK_SIZE, sort_key
@@ -105,7 +105,7 @@ def _base_member_path(name: str, fail: Fail) -> str | None:
         return None
     parts = name.split("/")
     if parts[0] != STAGING_NAME or any(p in ("", ".", "..") for p in parts[1:]):
-        fail(f"base image member {name!r} is not below rootfs/")
+        fail(f"base image member {quoted(name)} is not below rootfs/")
     return "/".join(parts[1:])
 
 
@@ -180,7 +180,7 @@ def run_command(rule: ImageRule, version: str, staging: Path, env: Mapping[str, 
         )
     except OSError as exc:
         raise UserError(
-            shown(rule), rule.command_line or rule.line, f"image {rule.label} {version}: cannot run {rule.command[0]!r}: {exc.strerror}"
+            shown(rule), rule.command_line or rule.line, f"image {rule.label} {version}: cannot run {quoted(rule.command[0])}: {exc.strerror}"
         ) from None
     if result.returncode != 0:
         output = result.stdout.decode("utf-8", "replace")

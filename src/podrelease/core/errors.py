@@ -48,6 +48,17 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(_escaped, text)
 
 
+MAX_WHERE = 200  # characters of a location shown in full
+
+
+def _shortened(path: str) -> str:
+    """A location cut in its middle when longer than MAX_WHERE: a hostile tree can nest folders
+    to a path of kilobytes, and the error line must stay one readable line."""
+    if len(path) <= MAX_WHERE:
+        return path
+    return f"{path[:120]}...({len(path)} characters)...{path[-60:]}"
+
+
 class PodreleaseError(Exception):
     """Anything podrelease reports as one line (or one line per mistake) and a non-zero exit."""
 
@@ -65,7 +76,7 @@ class UserError(PodreleaseError):
         self.message = message
 
     def __str__(self) -> str:
-        where = self.path or "podrelease"
+        where = _shortened(self.path or "podrelease")
         if self.line is not None:
             where = f"{where}:{self.line}"
         return printable(f"{where}: {self.message}")

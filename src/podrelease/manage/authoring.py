@@ -129,7 +129,7 @@ def check_channel(root: ReleaseRoot, channel: str, new_channel: bool) -> None:
     if channel in known or new_channel:
         return
     listed = f"the channels are {', '.join(known)}" if known else "there is no channel yet"
-    raise refuse(f"channel {channel!r} does not exist ({listed}){did_you_mean(channel, known)}; "
+    raise refuse(f"channel {quoted(channel)} does not exist ({listed}){did_you_mean(channel, known)}; "
                  "give --new-channel to start it")
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from ..core.errors import UserError, UserErrors
-from ..core.names import Label, did_you_mean, version_key
+from ..core.names import Label, did_you_mean, quoted, version_key
 from . import instructions
 from .instructions import Instruction
 from .layout import INSTRUCTION_SUFFIX, POD_JSON, ChannelScan, InstructionPath, ReleaseRoot, scan_channels
@@ -227,4 +227,4 @@ def select(pods: list[PodStatus], filters: list[str], command: str) -> list[PodS
 
 def unknown(text: str, known: list[str], command: str) -> str:
     """What a filter that selects nothing prints: the closest filters that select something."""
-    return f"nothing matches {text!r}{did_you_mean(text, known) or f' (see `{command}` without arguments)'}"
+    return f"nothing matches {quoted(text)}{did_you_mean(text, known) or f' (see `{command}` without arguments)'}"

@@ -188,6 +188,7 @@ VOLUME_KEYS = frozenset({"name", "label", "path", "read_only"})
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 MODE = re.compile(r"0?[0-7]{3,4}\Z")
+MAX_IMAGE_PATH = 4095  # characters of a path in an image (PATH_MAX, 4096 bytes with its NUL)
 AC_IDENTIFIER = re.compile(r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*\Z")
 
 
@@ -258,11 +259,11 @@ def _base(fields: Fields, where, label_path: str) -> dict:
     text = fields.text(where, "from")
     label_text, at, version = text.rpartition("@")
     if not at:
-        raise fields.doc.error(where, f"from {text!r} must be <image label>@<version>, like //base:os@1.0.0")
+        raise fields.doc.error(where, f"from {quoted(text)} must be <image label>@<version>, like //base:os@1.0.0")
     try:
         return {"base": Label.parse(label_text, default_path=label_path), "base_version": check_version(version, "base version")}
     except ValueError as err:
-        raise fields.doc.error(where, f"from {text!r}: {err}") from None
+        raise fields.doc.error(where, f"from {quoted(text)}: {err}") from None
 
 
 def _check_key_name(fields: Fields, where, name: str, what: str) -> None:
@@ -276,7 +277,7 @@ def _rootfs_entry(fields: Fields, build_file: Path, where) -> RootfsEntry:
     spec = fields.mapping(where, ROOTFS_KEYS, "a rootfs entry")
     for key in ("src", "dst"):
         if key not in spec:
-            raise fields.doc.error(where, f"rootfs entry needs {key!r}")
+            raise fields.doc.error(where, f"rootfs entry needs {quoted(key)}")
     src = fields.text(where + ("src",), "src")
     dst = fields.text(where + ("dst",), "dst")
     if not src or src.startswith("/") or ".." in src.split("/"):
@@ -290,6 +291,11 @@ def _rootfs_entry(fields: Fields, build_file: Path, where) -> RootfsEntry:
         raise fields.doc.error(where + ("src",), f"src {quoted(src)} ends in '/' but is not a directory")
     if not dst.startswith("/") or ".." in dst.split("/"):
         raise fields.doc.error(where + ("dst",), f"dst {quoted(dst)} must be an absolute path in the image (no '..')")
+    # A path no file system in a container takes would make an image nothing can unpack.
+    if len(dst) > MAX_IMAGE_PATH:
+        raise fields.doc.error(where + ("dst",), f"dst {quoted(dst)} is longer than {MAX_IMAGE_PATH} characters")
+    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME for part in dst.split("/")):
+        raise fields.doc.error(where + ("dst",), f"dst {quoted(dst)} has a segment longer than {MAX_NAME} bytes")
     mode = None
     if spec.get("mode") is not None:
         text = fields.text(where + ("mode",), "mode")
@@ -355,7 +361,7 @@ def _port(fields: Fields, where) -> Port:
     spec = fields.mapping(where, PORT_KEYS, "a port")
     for key in ("name", "protocol", "port"):
         if key not in spec:
-            raise fields.doc.error(where, f"port needs {key!r}")
+            raise fields.doc.error(where, f"port needs {quoted(key)}")
     return Port(
         name=fields.name(where + ("name",), check_ac_name, "port name"),
         protocol=fields.text(where + ("protocol",), "protocol"),
@@ -454,7 +460,7 @@ def _volume_mount(fields: Fields, label_path: str, where) -> VolumeMount:
     spec = fields.mapping(where, VOLUME_KEYS, "a volume")
     for key in ("name", "label", "path"):
         if key not in spec:
-            raise fields.doc.error(where, f"volume needs {key!r}")
+            raise fields.doc.error(where, f"volume needs {quoted(key)}")
     try:
         label = Label.parse(fields.text(where + ("label",), "label"), default_path=label_path)
     except ValueError as err:

@@ -33,6 +33,7 @@ from typing import Literal
 
 from ..core import locks
 from ..core.errors import PodreleaseError, UserError, UserErrors, collect, distinct
+from ..core.names import quoted
 from ..model import instructions, rules
 from ..model.cache import InstructionCache, PlanCache
 from ..model.instructions import Instruction
@@ -318,7 +319,7 @@ class Release:
                 found[choice.revision] = revisions.commit_of(checkout, choice.revision)
             commit = found[choice.revision]
             if commit is None:
-                errors.append(UserError(choice.shown, choice.line, f"revision {choice.revision!r} is not a commit of the git checkout at {checkout}"))
+                errors.append(UserError(choice.shown, choice.line, f"revision {quoted(choice.revision)} is not a commit of the git checkout at {checkout}"))
             else:
                 commits[name] = commit
         if errors:

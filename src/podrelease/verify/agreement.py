@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..core.names import quoted
 from ..core.podjson import PodJson
 from ..model.documents import Document
 from ..model.documents import load as load_yaml
@@ -32,7 +33,7 @@ def check_agreement(scan: Scan, problems: Problems, instruction: Instruction) ->
     if doc.revision != instruction.revision:
         problems.report(
             "instruction", shown,
-            f"revision is {instruction.revision!r}, but {pod_shown} was released with {doc.revision!r}",
+            f"revision is {quoted(instruction.revision)}, but {pod_shown} was released with {quoted(doc.revision)}",
             line=lines.line(("revision",)),
         )
     released_images = {image.label: image.version for image in doc.images}
@@ -75,7 +76,7 @@ def check_parameters(problems: Problems, instruction: Instruction, doc: PodJson,
         if args and (len(exec_) < len(args) or exec_[-len(args):] != args):
             problems.report(
                 "instruction", instruction.shown,
-                f"parameters.args {args} are not what app {app.get('name')!r} of {pod_shown} ends its exec with",
+                f"parameters.args {args} are not what app {quoted(app.get('name'))} of {pod_shown} ends its exec with",
                 line=lines.line(("parameters", "args")),
             )
         have = {e.get("name"): e.get("value") for e in inner.get("environment") or [] if isinstance(e, dict)}
@@ -83,7 +84,7 @@ def check_parameters(problems: Problems, instruction: Instruction, doc: PodJson,
         if wrong:
             problems.report(
                 "instruction", instruction.shown,
-                f"parameters.environment {', '.join(wrong)} differ from app {app.get('name')!r} of {pod_shown}",
+                f"parameters.environment {', '.join(wrong)} differ from app {quoted(app.get('name'))} of {pod_shown}",
                 line=lines.line(("parameters", "environment")),
             )
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..build import imaging
 from ..core.errors import PodJsonError
+from ..core.names import quoted
 from ..core.podjson import MAX_POD_JSON, Pin, PodJson, read_pod_json
 from ..model.layout import POD_JSON
 from .report import WARNING, Problems, short
@@ -58,27 +59,27 @@ def _report_unread(problems: Problems, pod: PodDir, path: Path, err: PodJsonErro
 
 def check_pod_fields(problems: Problems, home: Home, pod: PodDir, path: Path, doc: PodJson) -> None:
     if home.label is not None and doc.label != home.label:
-        problems.report("pod", path, f"name is {str(doc.label)!r}, but its directory holds the pod {home.label}")
+        problems.report("pod", path, f"name is {quoted(str(doc.label))}, but its directory holds the pod {home.label}")
     if doc.version != pod.version:
-        problems.report("pod", path, f"version is {doc.version!r}, but its directory (and instruction) say {pod.version!r}")
+        problems.report("pod", path, f"version is {quoted(doc.version)}, but its directory (and instruction) say {quoted(pod.version)}")
     if doc.channel != home.channel:
-        problems.report("pod", path, f"channel is {doc.channel!r}, but it is in channel {home.channel!r}")
+        problems.report("pod", path, f"channel is {quoted(doc.channel)}, but it is in channel {quoted(home.channel)}")
     names: dict[str, str] = {POD_JSON: POD_JSON}
     # the reader already vouched for labels, versions, ids, digests and volume paths;
     # what is left is how podrelease itself lays a pod directory out
     for i, image in enumerate(doc.images):
         what = f"images[{i}]"
         if image.name != image.label.name:
-            problems.report("pod", path, f"{what}.name is {image.name!r}, but its label is {image.label}")
+            problems.report("pod", path, f"{what}.name is {quoted(image.name)}, but its label is {image.label}")
         if image.path != f"{image.name}/{imaging.IMAGE_FILE}":
-            problems.report("pod", path, f"{what}.path is {image.path!r}, not {image.name + '/' + imaging.IMAGE_FILE!r}")
-        _unique(problems, names, image.name, f"image {image.name!r}", path)
+            problems.report("pod", path, f"{what}.path is {quoted(image.path)}, not {quoted(image.name + '/' + imaging.IMAGE_FILE)}")
+        _unique(problems, names, image.name, f"image {quoted(image.name)}", path)
     for volume in doc.volumes:
-        _unique(problems, names, volume.name, f"volume {volume.name!r}", path)
+        _unique(problems, names, volume.name, f"volume {quoted(volume.name)}", path)
     for i, name in enumerate(f.path for f in doc.files):
         if not name or "/" in name or name in (".", ".."):
-            problems.report("pod", path, f"files[{i}] {name!r} is not a file name")
-        _unique(problems, names, name, f"file {name!r}", path)
+            problems.report("pod", path, f"files[{i}] {quoted(name)} is not a file name")
+        _unique(problems, names, name, f"file {quoted(name)}", path)
     manifest = doc.manifest
     apps = [(a.get("name"), (a.get("image") or {}).get("id") if isinstance(a.get("image"), dict) else None) for a in manifest.get("apps", [])]
     if apps != [(i.name, i.id) for i in doc.images]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ..core.names import check_version
+from ..core.names import check_version, quoted
 from ..model.layout import POD_JSON, TIP
 from ..model.tip import tip_version
 from .report import Problems
@@ -37,17 +37,17 @@ def check_tip(scan: Scan, problems: Problems, home: Home) -> None:
         return
     target = os.readlink(tip)
     if not os.path.exists(tip):
-        problems.report("tip", tip, f"points at {target!r}, which does not exist{_should(highest)}")
+        problems.report("tip", tip, f"points at {quoted(target)}, which does not exist{_should(highest)}")
     elif "/" in target or target not in home.pod_dirs:
-        problems.report("tip", tip, f"points at {target!r}, which is not a version of this pod{_should(highest)}")
+        problems.report("tip", tip, f"points at {quoted(target)}, which is not a version of this pod{_should(highest)}")
     elif target not in released:
-        problems.report("tip", tip, f"points at {target!r}, which is not released (no pod.json){_should(highest)}")
+        problems.report("tip", tip, f"points at {quoted(target)}, which is not released (no pod.json){_should(highest)}")
     elif home.unreadable:
         return  # which versions are yanked is unknown: an instruction did not load (reported)
     elif target in home.yanked:
         problems.report("tip", tip, f"points at {target}, which is yanked{_should(highest)}")
     elif highest is None:
-        problems.report("tip", tip, f"points at {target!r}, but no released version of this pod is left: there should be no tip")
+        problems.report("tip", tip, f"points at {quoted(target)}, but no released version of this pod is left: there should be no tip")
     elif target != highest:
         problems.report("tip", tip, f"points at {target}, but the highest released version is {highest}")
 
