@@ -437,3 +437,9 @@ def test_promoting_a_yanked_version_is_refused(example):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "yanked (broken)" in result.stderr
     assert not (example / "channels/prod/web/frontend/1.2.0.yaml").exists()
+
+
+def test_promoting_a_mistyped_source_suggests_the_closest_released_version(released):
+    line = one_error(doit(released, "promote", "staging/web/frontnd/1.2.0", "prod"))
+    assert line == ("doit promote: staging/web/frontnd/1.2.0 is not released (channels/staging/web/frontnd/1.2.0/pod.json "
+                    "does not exist); did you mean staging/web/frontend or prod/web/frontend?")

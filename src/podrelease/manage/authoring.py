@@ -27,7 +27,7 @@ from ..core.names import Label, PodVersion, check_ac_name, check_label_path, che
 from ..core.podjson import PodJson, read_pod_json
 from ..model import instructions, rules
 from ..model.instructions import Instruction, Parameters, Pin
-from ..model.layout import INSTRUCTION_SUFFIX, POD_JSON, InstructionPath, ReleaseRoot
+from ..model.layout import INSTRUCTION_SUFFIX, POD_JSON, InstructionPath, ReleaseRoot, scan_channels
 from ..model.plan import make_plan
 
 POD_VERSION_FORM = "<channel>/<label_path>/<pod>/<version>"
@@ -375,11 +375,18 @@ def _released_pod(root: ReleaseRoot, source: PodVersion) -> PodJson:
         released = read_pod_json(path, root.shown(path))
     except PodJsonError as err:
         if err.problem == "missing":
-            raise refuse(f"{source} is not released ({root.shown(path)} does not exist); release it first: doit release:{source}") from None
+            hint = "" if root.pod_home(source.channel, source.pod).is_dir() else did_you_mean(
+                f"{source.channel}/{source.pod.join()}", pod_names(root))
+            raise refuse(f"{source} is not released ({root.shown(path)} does not exist){hint or f'; release it first: doit release:{source}'}") from None
         raise refuse(f"cannot promote {source}: {err}") from None
     if (released.label, released.channel, released.version) != (source.pod, source.channel, source.version):
         raise refuse(f"{root.shown(path)} describes {released.channel}/{released.label.join(released.version)}, not {source}")
     return released
+
+
+def pod_names(root: ReleaseRoot) -> list[str]:
+    """Every `<channel>/<label_path>/<pod>` in channels/: what a mistyped name may have meant."""
+    return [f"{home.channel}/{home.label.join()}" for home in scan_channels(root).homes if home.label is not None]
 
 
 def _source_instruction(root: ReleaseRoot, source: PodVersion) -> Instruction | None:
