@@ -14,7 +14,8 @@
   `"longer"` (no Content-Length, the file and then a MiB more), `"wrong-length"`
   (the file, with a Content-Length one byte more than it), `"shorter"` (the
   file without its last byte, Content-Length saying so), `"redirect"` (302 to
-  the same path under `redirect_to`, another host).
+  the same path under `redirect_to`, another host). `hold(a, until=b)` answers
+  `a` only once `b` was asked for: only a client fetching both at once passes.
 - `Nginx`: Debian's nginx-light as the current user, `daemon off`, with a
   config, pid, logs and temp paths under a directory the test owns.
 """
@@ -63,6 +64,13 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self):
         self.server.requests.append((self.path, self.headers.get("Range")))
+        for suffix, requested in self.server.requested.items():
+            if self.path.endswith(suffix):
+                requested.set()
+        for suffix, other in self.server.holds.items():
+            if self.path.endswith(suffix) and not self.server.requested[other].wait(self.server.hold_seconds):
+                self.send_error(503, f"{other} was not asked for meanwhile")
+                return
         fault = self.server.next_fault(self.path)
         if fault in ("404", "500", "503"):
             self.send_error(int(fault), "Injected failure")
@@ -206,6 +214,9 @@ class _Server(http.server.ThreadingHTTPServer):
         self.redirect_to = ""
         self.redirect_rewrite = ("", "")
         self.closing = threading.Event()  # hostile handlers stop when the server does
+        self.holds: dict[str, str] = {}  # suffix -> the suffix whose request it waits for
+        self.requested: dict[str, threading.Event] = {}
+        self.hold_seconds = 10.0
         self.lock = threading.Lock()
 
     def handle_error(self, request, client_address) -> None:
@@ -248,6 +259,12 @@ class StaticServer:
 
     def always(self, suffix: str, fault: str) -> None:
         self.httpd.always[suffix] = fault
+
+    def hold(self, suffix: str, until: str) -> None:
+        """Answer a path ending in `suffix` only once one ending in `until` was asked for
+        (503 after `hold_seconds`): passes only if a client fetches both at the same time."""
+        self.httpd.requested[until] = threading.Event()
+        self.httpd.holds[suffix] = until
 
     def honour_ranges(self, on: bool = True) -> None:
         self.httpd.ranges = on

@@ -125,6 +125,11 @@ def test_a_redeploy_of_an_installed_version_fetches_only_pod_json(server, deploy
     assert server.paths() == [POD_URL.format(version="1.2.0")]
 
 
+def test_an_image_and_a_volume_file_are_fetched_at_the_same_time(server, tmp_path):
+    server.hold("frontend/image.aci", until="static/assets.tar.gz")  # one at a time would wait in vain
+    ok(onboard(tmp_path / "ops", "deploy", "--attempts", "1", server.url + POD_URL.format(version="1.4.0")))
+
+
 # -- transient failures are retried ------------------------------------------------
 
 

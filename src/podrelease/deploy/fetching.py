@@ -314,7 +314,7 @@ class HttpFetcher:
                 failure = _describe(e)
             self.deadline.check(url)
             if attempt == attempts:
-                raise FetchError(f"{url}: {failure} (gave up after {attempts} attempts)")
+                raise FetchError(f"{url}: {failure} (gave up after {attempts} attempt{'s' if attempts != 1 else ''})")
             delay = self.options.backoff * 2 ** (attempt - 1)
             self.stream.write(f"ops-onboard: {url}: {failure}; retrying in {delay:g}s ({attempt + 1}/{attempts})\n")
             self.stream.flush()
