@@ -50,3 +50,11 @@ def test_a_status_filter_that_selects_nothing_suggests_the_closest(released_exam
     result = doit(released_example, "status", "pord")
     assert (result.returncode, result.stdout) == (3, "")
     assert result.stderr == "doit status: nothing matches 'pord'; did you mean prod?\n"
+
+
+def test_a_version_already_instructed_here_is_not_waiting_to_be_promoted(tmp_path):
+    root = copy_example(tmp_path / "root")
+    doit(root, check=True)
+    instruct(root, "1.2.0", "images: {//web:frontend: 1.1.0}\nvolumes: {//web:static: 1.0.0}\n")  # pending in prod
+    frontend = status_json(root, "prod/web/frontend")["prod/web/frontend"]
+    assert frontend["other_channels"] == [{"channel": "staging", "newest": "1.2.0", "newer": False}]

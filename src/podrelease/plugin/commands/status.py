@@ -33,12 +33,13 @@ opt_json = {
 def other_channels(pod: PodStatus, same_pod: list[PodStatus]) -> list[dict]:
     """The newest released version of this pod in each other channel, and whether it is newer than ours."""
     ours = pod.newest()
+    here = {version_key(v.version) for v in pod.versions}  # released, pending or yanked here: nothing to promote
     others = []
     for other in same_pod:
         if other.channel == pod.channel:
             continue
         newest = other.newest()
-        newer = newest is not None and (ours is None or version_key(newest) > version_key(ours))
+        newer = newest is not None and version_key(newest) not in here and (ours is None or version_key(newest) > version_key(ours))
         others.append({"channel": other.channel, "newest": newest, "newer": newer})
     return others
 
