@@ -164,11 +164,12 @@ def test_a_content_length_other_than_declared_is_refused_without_retrying(server
     assert tree(deployed) == before
 
 
-def test_a_body_shorter_than_declared_is_refused_after_the_retries(server, deployed):
+def test_a_body_announced_shorter_than_pinned_is_refused_without_retrying(server, deployed):
     server.always("frontend/image.aci", "shorter")
     before = tree(deployed)
     line = refused(onboard(deployed, "deploy", "--attempts", "2", "--retry-delay", "0.01", url(server)))
     assert "frontend/image.aci" in line and "pod.json pins" in line
+    assert len([p for p in server.paths() if p.endswith("image.aci")]) == 1
     assert tree(deployed) == before
 
 
