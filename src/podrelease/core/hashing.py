@@ -132,9 +132,10 @@ class GzipInflater:
 
     The one inflater of podrelease: verify and deploy both use it, so they
     cannot disagree about what an image holds. It is ISA-L's (python-isal,
-    which also deflates image.aci): about ten times zlib's speed on
-    incompressible data, so an image inflates far faster than it downloads
-    or hashes; it checks each member's CRC-32 and length as zlib does.
+    which also deflates image.aci): two to three times zlib's speed
+    (measured here: 3.5-4.7 GB/s of output against zlib's 1.7), so an image
+    inflates far faster than it downloads or is hashed; it checks each
+    member's CRC-32 and length as zlib does.
     Concatenated members are one
     stream (gzip's rule), zero bytes after the last member are padding
     (gzip(1) accepts them too), anything else after it is refused, and so is
