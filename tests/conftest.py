@@ -96,3 +96,13 @@ def release(tmp_path: Path) -> podfactory.ReleaseRoot:
 def ops(tmp_path: Path) -> Path:
     """The --root of an ops-onboard under test."""
     return tmp_path / "ops"
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """A real docker-registry on 127.0.0.1 with htpasswd auth, for every registry test (tests/registryhelpers.py)."""
+    import registryhelpers
+
+    served = registryhelpers.Registry(tmp_path_factory.mktemp("registry"))
+    yield served
+    served.stop()

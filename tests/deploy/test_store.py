@@ -512,7 +512,7 @@ def test_an_unreadable_source_is_refused(ops, tmp_path):
 
 
 def test_an_unsupported_url_scheme_is_refused(ops):
-    assert "only http:// and https://" in one_line_error(onboard(ops, "deploy", "ftp://example.com/pod.json"))
+    assert "only http://, https:// and oci://" in one_line_error(onboard(ops, "deploy", "ftp://example.com/pod.json"))
 
 
 def test_a_missing_command_is_a_one_line_usage_error(ops):

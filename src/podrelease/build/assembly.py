@@ -223,11 +223,15 @@ def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
     acis = {b.name: aci_pin(root, b) for b in pod.images}
     with fsops.building_dir(final) as tmp:
         for build in pod.images:
-            target = root.image_dir(build.rule.label, build.version)
-            os.symlink(os.path.relpath(target, final), tmp / build.rule.label.name)
+            link_into_pod(final, tmp, build.rule.label.name, root.image_dir(build.rule.label, build.version))
         files = {v.mount.name: _link_volume(root, pod, v, final, tmp) for v in pod.volumes}
         pod_files = [_copy_file(root, pod, relative, tmp) for relative in pod.rule.files]
         fsops.write_file(tmp / POD_JSON, json_bytes(pod_json(pod, ids, apps, files, acis, pod_files, ocis)))
+
+
+def link_into_pod(final: Path, tmp: Path, name: str, target: Path) -> None:
+    """The pod's relative symlink `name` to an image or volume version directory (made in `tmp`, valid at `final`)."""
+    os.symlink(os.path.relpath(target, final), tmp / name)
 
 
 def _link_volume(root: ReleaseRoot, pod: PodAssembly, volume: PodVolume, final: Path, tmp: Path) -> list[dict]:
@@ -235,7 +239,7 @@ def _link_volume(root: ReleaseRoot, pod: PodAssembly, volume: PodVolume, final: 
     found = volume_files(root, volume.mount.label, volume.version)
     if not found:
         raise missing_volume(root, volume.mount.label, volume.version, (pod.instruction.shown,))
-    os.symlink(os.path.relpath(target, final), tmp / volume.mount.name)
+    link_into_pod(final, tmp, volume.mount.name, target)
     return [_published_pin(root, target, full, f"{volume.mount.name}/{inside}") for inside, full in found]
 
 

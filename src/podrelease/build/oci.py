@@ -51,6 +51,7 @@ from ..core.hashing import Writable
 from ..core.oci import (  # noqa: F401 (shared with the host: re-exported for the release side)
     BLOBS_DIR,
     DIGEST,
+    IMAGE_ID_LABEL,
     INDEX_FILE,
     LAYOUT_DIR,
     LAYOUT_FILE,
@@ -72,7 +73,6 @@ from . import archive
 if TYPE_CHECKING:
     from ..model.rules import App
 
-IMAGE_ID_LABEL = "io.podrelease.image.id"
 
 IMAGE_ID = re.compile(r"sha512-[0-9a-f]{128}\Z")
 # image-spec `ref.name` grammar: components of alphanumerics joined by one of -._:@+ or "--", split by '/'

@@ -162,5 +162,9 @@ class SignatureError(ContractError):
     """A `pod.json.sig` that is missing, malformed, or not made by a key trusted for its channel."""
 
 
+class RegistryError(ContractError):
+    """A registry that cannot be reached, refuses our credentials or a push, or holds other content under a tag."""
+
+
 class LockTimeout(ContractError):
     """Another process held a lock for longer than we were willing to wait."""

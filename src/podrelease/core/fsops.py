@@ -51,6 +51,20 @@ def building_dir(final: Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def scratch_dir(parent: Path, name: str) -> Iterator[Path]:
+    """A temporary directory in `parent` (so hard links into it work), removed afterwards.
+
+    Named like every temporary here, so `sweep` removes it if this process dies.
+    """
+    make_dirs(parent)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(name), dir=parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def in_the_way(final: Path) -> bool:
     """Whether something other than nothing or an empty directory sits at `final`.
 

@@ -38,6 +38,7 @@ MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 REF_NAME = "org.opencontainers.image.ref.name"
+IMAGE_ID_LABEL = "io.podrelease.image.id"  # the config label that names the ACI an OCI image was made with
 
 DIGEST = re.compile(r"sha256:([0-9a-f]{64})\Z")
 MAX_SMALL_BLOB = 4 << 20  # index, manifest and config are read whole; anything bigger is not ours

@@ -1,4 +1,4 @@
-"""Where `ops-onboard deploy` reads a pod from: a directory, a tarball, a URL.
+"""Where `ops-onboard deploy` reads a pod from: a directory, a tarball, a URL, a registry.
 
 Every source offers the same three operations, all by path relative to the
 pod's `pod.json` (the paths `pod.json` itself lists):
@@ -21,6 +21,8 @@ top-level directory), the second extracts into the deploy's staging
 directory only the regular files that pod.json names, each within a size
 limit (`bundle_limits`); the rest of the tarball is skipped, never written.
 The extracted files are then read like a directory, moved instead of copied.
+A pod in a registry (`oci://...`) is pulled into the staging directory as a
+bundle first (`pulling.py`) and then read the same way.
 """
 
 from __future__ import annotations
@@ -274,8 +276,12 @@ def open_source(spec: str, staging: Path, http: HttpOptions | None) -> DirSource
         from .fetching import HttpOptions, HttpSource
 
         return HttpSource(spec, http or HttpOptions())
+    if spec.startswith("oci://"):
+        from .pulling import pull_bundle  # skopeo is needed only for registries
+
+        return pull_bundle(spec, staging)
     if "://" in spec:
-        raise ContractError(f"{spec}: only http:// and https:// URLs are supported")
+        raise ContractError(f"{spec}: only http://, https:// and oci:// sources are supported")
     path = Path(spec)
     try:
         st = os.stat(path)

@@ -7,7 +7,8 @@ stat of each pod directory's pod.json and one readlink per tip. An
 instruction that does not load is a mistake, one line each.
 
 A version is *released* when its pod directory holds a pod.json
-(`model.tip`'s definition), *pending* when its instruction is not yanked
+(`model.tip`'s definition), or when the root's registry holds it (the
+`elsewhere` the caller gives: versions by channel and pod), *pending* when its instruction is not yanked
 and it is not released, and *yanked* when its instruction says so. Where
 tip should point is `model.tip.tip_version` of the released versions
 without the yanked ones; a pod directory whose instruction was deleted
@@ -97,12 +98,15 @@ def known_from_index(root: ReleaseRoot, releases: Iterable[tuple[str, bool, str 
 
 
 def survey(root: ReleaseRoot, load: Callable[[InstructionPath], Instruction] | None = None,
-           scan: ChannelScan | None = None, known: dict[str, Known] | None = None) -> list[PodStatus]:
+           scan: ChannelScan | None = None, known: dict[str, Known] | None = None,
+           elsewhere: Callable[[str, Label], set[str]] | None = None) -> list[PodStatus]:
     """Every pod of every channel, in path order; raises UserErrors for instructions that do not load.
 
     `scan` is channels/ if the caller has just read it; `known` the
     instructions it has already read and validated, by path: those are
-    neither read nor checked again.
+    neither read nor checked again. `elsewhere(channel, pod)`: the versions
+    the root's registry holds, which count as released; tip is about this
+    disk, so where it should point comes from the pod directories alone.
     """
     load = load or instructions.load_instruction
     scan = scan or scan_channels(root)
@@ -127,7 +131,8 @@ def survey(root: ReleaseRoot, load: Callable[[InstructionPath], Instruction] | N
                 continue
             loaded[instruction.version] = instruction
         released = {name for name, path in home.pod_dirs.items() if os.path.isfile(f"{path}/{POD_JSON}")}
-        pods.append(_pod_status(home.channel, label, _link(home.tip), loaded, released))
+        remote = elsewhere(home.channel, label) & set(loaded) if elsewhere is not None else set()
+        pods.append(_pod_status(home.channel, label, _link(home.tip), loaded, released, remote))
     if errors:
         raise UserErrors(errors)
     return pods
@@ -153,13 +158,14 @@ def _link(path) -> str | None:
         return None
 
 
-def _pod_status(channel: str, pod: Label, tip: str | None, loaded: dict[str, Instruction | Known], released: set[str]) -> PodStatus:
+def _pod_status(channel: str, pod: Label, tip: str | None, loaded: dict[str, Instruction | Known], released: set[str],
+                remote: set[str]) -> PodStatus:
     versions = []
     for version in sorted(set(loaded) | released, key=version_key):
         instruction = loaded.get(version)
         versions.append(VersionStatus(
             version=version,
-            released=version in released,
+            released=version in released or version in remote,
             yanked=bool(instruction and instruction.yanked),
             reason=instruction.reason if instruction else None,
             instruction=instruction.shown if instruction else None,

@@ -33,7 +33,7 @@ from pathlib import Path
 from doit import loader as doit_loader
 from doit.cmd_base import DoitCmdBase, TaskLoader2
 
-from ..core.errors import UserError
+from ..core.errors import PodreleaseError
 from ..model.layout import ReleaseRoot
 from .reporter import ReleaseReporter, exit_with
 from .root import ROOT_OPTIONS, dodo_folder, release_root
@@ -59,7 +59,7 @@ def load_release(root: ReleaseRoot) -> Release:
     """The planned root, or one line per mistake on stderr and exit status 1."""
     try:
         return Release.load(root)
-    except UserError as error:
+    except PodreleaseError as error:  # a user's mistake, or a registry that cannot be asked
         exit_with(error)
         raise  # unreachable: exit_with raises SystemExit
 
@@ -131,5 +131,9 @@ class ReleaseLoader(TaskLoader2):
         release.needs = tasks_needed(release, cmd)
         namespace = {**self.namespace, **creators(release)}
         namespace.pop("DOIT_CONFIG", None)
-        return doit_loader.load_tasks(namespace, self.cmd_names, allow_delayed=cmd.execute_tasks,
-                                      args=pos_args, config=self.config, task_opts=self.task_opts)
+        try:
+            return doit_loader.load_tasks(namespace, self.cmd_names, allow_delayed=cmd.execute_tasks,
+                                          args=pos_args, config=self.config, task_opts=self.task_opts)
+        except PodreleaseError as error:  # e.g. a registry that cannot be asked what it holds
+            exit_with(error)
+            raise  # unreachable: exit_with raises SystemExit

@@ -40,6 +40,7 @@ from ..model.instructions import Instruction
 from ..model.layout import INSTRUCTION_SUFFIX, POD_JSON, ChannelScan, ReleaseRoot, scan_channels
 from ..model.plan import ImageBuild, Plan, PlanIndex, PodAssembly, TipUpdate, VolumeCheck, effective_rule, make_plan
 from ..model.rules import BuildFile, ImageRule
+from ..model.settings import registry_setting
 from ..model.tip import released_versions, tip_version
 from . import doittasks
 from .reporter import WORK_DONE, ReleaseFailed, exit_with
@@ -77,6 +78,16 @@ def load_plan(root: ReleaseRoot, cache: InstructionCache | None = None, build_fi
     )
     plan = make_plan(build_files, loaded, channel_defaults(root, {i.channel for i in loaded}))
     return plan, {r.label: r for b in build_files for r in b.images.values()}
+
+
+def open_remote(root: ReleaseRoot):
+    """The root's registry (a `build.publishing.Publisher`), or None: the builders load only if there is one."""
+    setting = registry_setting(root.path)
+    if setting is None:
+        return None
+    from ..build import publishing
+
+    return publishing.open_publisher(root, setting)
 
 
 def _link_text(link: Path) -> str | None:
@@ -235,6 +246,7 @@ class Release:
         self.channels = str(root.channels)
         self.images = str(root.path / "images")
         self.found: dict[str, bool] = {}  # pod.json files, as they were when tasks were made
+        self.remote = None  # the root's registry (`build.publishing.Publisher`), if it has one
 
     def found_at_start(self, path: str) -> bool:
         """Whether a file existed when the tasks were made: asked several times per release
@@ -254,6 +266,8 @@ class Release:
         """
         read = read_root(root)
         release = cls(root, read.index, read.planner, Revisions(None, {}))
+        release.remote = open_remote(root)
+        release.ask_registry()
         release.sources = release.resolve_revisions()
         read.save()
         return release
@@ -277,10 +291,31 @@ class Release:
         """Every image rule by label (for builds from older revisions)."""
         return self.whole_plan()[1]
 
-    # ------------------------------------------------------------ what is on disk
+    # ------------------------------------------------------------ what is on disk, or in the registry
+
+    def ask_registry(self) -> None:
+        """With a registry: ask it at once about every pod and tip, and every image git would be asked about."""
+        if self.remote is None:
+            return
+        self.remote.prefetch(pods=[self.remote.pod_of(name) for name, _, _ in self.index.releases],
+                             tips=list(self.index.tips.values()))
+        images = [name for name in self.index.revisions if not self.image_named_built(name)]
+        if images:
+            self.remote.prefetch(images=[(b.rule.label, b.version) for b in map(self.plan.images.__getitem__, images)])
+
+    def present_at_start(self, release: str) -> bool:
+        """Whether a release's pod was assembled, here or in the registry, when the tasks were made."""
+        return self.found_at_start(self.pod_json(release)) or (self.remote is not None and self.remote.has_release(release))
 
     def image_built(self, build: ImageBuild) -> bool:
-        return self.image_named_built(build.name)
+        """Built here, or in the registry (restored when a local step needs it)."""
+        return self.image_named_built(build.name) or (self.remote is not None and self.remote.has_image_named(build.name))
+
+    def ensure_image(self, build: ImageBuild) -> None:
+        """An image a local step needs, restored from the registry if only there."""
+        if self.remote is not None and not self.image_named_built(build.name):
+            with locks.holding(self.root.path, f"image:{build.name}"):
+                self.remote.ensure_image(build.rule.label, build.version)
 
     def image_named_built(self, name: str) -> bool:
         """`name` is `<label_path>/<image>/<version>`, as `root.image_dir` makes it."""
@@ -298,7 +333,12 @@ class Release:
     def volume_present(self, check: VolumeCheck) -> bool:
         from ..build import assembly
 
-        return bool(assembly.volume_files(self.root, check.label, check.version, checked=False))
+        if assembly.volume_files(self.root, check.label, check.version, checked=False):
+            return True
+        return self.remote is not None and self.remote.has_volume(check.label, check.version)
+
+    def image_built_named_anywhere(self, name: str) -> bool:
+        return self.image_named_built(name) or (self.remote is not None and self.remote.has_image_named(name))
 
     def resolve_revisions(self) -> Revisions:
         """The commit each pending image is built from; a revision naming none is a user error.
@@ -307,7 +347,7 @@ class Release:
         """
         from ..build import revisions
 
-        pending = {name: choice for name, choice in self.index.revisions.items() if not self.image_named_built(name)}
+        pending = {name: choice for name, choice in self.index.revisions.items() if not self.image_built_named_anywhere(name)}
         checkout = revisions.checkout_of(self.root.shipyard) if pending and not revisions.working_tree_forced() else None
         if checkout is None:
             return Revisions(None, {})
@@ -378,7 +418,7 @@ class Release:
 
     def pending(self, name: str) -> bool:
         """A release that is neither yanked nor assembled (a pod directory with a pod.json)."""
-        return not self.yanked[name] and not self.found_at_start(self.pod_json(name))
+        return not self.yanked[name] and not self.present_at_start(name)
 
     def dependencies(self, group: str, sub: str) -> list[str]:
         """The task_dep of task `group:sub`, as its creator below gives them."""
@@ -387,7 +427,7 @@ class Release:
         if group == "bundle":
             return [f"release:{sub}"]
         if group == "pod":
-            if self.found_at_start(self.pod_json(sub)):
+            if self.present_at_start(sub):
                 return []
             pod = self.plan.pods[sub]
             return [f"volume:{v.mount.label.join(v.version)}" for v in pod.volumes] + [f"image:{b.name}" for b in pod.images]
@@ -399,7 +439,7 @@ class Release:
     def group_dependencies(self, group: str) -> list[str]:
         """The task_dep of every task of a group."""
         if group == "release":
-            return [f"pod:{name}" for name, yanked, _ in self.index.releases if not yanked and not self.found_at_start(self.pod_json(name))]
+            return [f"pod:{name}" for name, yanked, _ in self.index.releases if not yanked and not self.present_at_start(name)]
         if group == "bundle":
             return [f"release:{name}" for name, _, _ in self.index.releases]
         if group in ("pod", "image"):
@@ -409,7 +449,7 @@ class Release:
 
     def pending_volumes(self) -> list[str]:
         """The volume tasks of every pending release: what `_volumes` checks first."""
-        pending = [name for name, yanked, _ in self.index.releases if not yanked and not self.found_at_start(self.pod_json(name))]
+        pending = [name for name, yanked, _ in self.index.releases if not yanked and not self.present_at_start(name)]
         if not pending:
             return []  # nothing to release: the plan need not be made
         pods = self.plan.pods
@@ -424,10 +464,14 @@ class Release:
     # ------------------------------------------------------------ images
 
     def build_image(self, build: ImageBuild) -> dict:
+        if build.base is not None:
+            self.ensure_image(build.base)
         with locks.holding(self.root.path, f"image:{build.name}"):
             if self.image_built(build):
-                return {}  # another run built it meanwhile
+                return {}  # another run built (or pushed) it meanwhile
             self.build_image_here(build)
+            if self.remote is not None:
+                self.remote.push_image(build.rule.label, build.version)
             return {WORK_DONE: "image"}
 
     def build_image_here(self, build: ImageBuild) -> None:
@@ -460,6 +504,9 @@ class Release:
         if rule.base is None or rule.base_version is None:
             return None
         base = self.root.image_dir(rule.base, rule.base_version)
+        if self.remote is not None and not (base / imaging.SHA512_FILE).is_file() and self.remote.has_image(rule.base, rule.base_version):
+            with locks.holding(self.root.path, f"image:{rule.base.join(rule.base_version)}"):
+                self.remote.ensure_image(rule.base, rule.base_version)
         if not (base / imaging.SHA512_FILE).is_file():
             raise UserError(rule.shown, rule.line, f"image {rule.label} at revision {commit[:12]} starts from "
                             f"{rule.base}@{rule.base_version}, which is not built; release an instruction that uses it")
@@ -498,7 +545,8 @@ class Release:
                 "name": build.name,
                 "actions": [guarded(self.build_image, build)],
                 "io": NO_CAPTURE,
-                "uptodate": [self.image_built(build)],
+                # with a registry, asked only if doit looks at this task
+                "uptodate": [self.image_named_built(build.name) or (self.remote is not None and functools.partial(self.image_built, build))],
                 "task_dep": [f"image:{build.base.name}"] if build.base else [],
             }
 
@@ -524,7 +572,7 @@ class Release:
                 "name": check.name,
                 "actions": [guarded(self.require_volume, check)],
                 "io": NO_CAPTURE,
-                "uptodate": [self.volume_present(check)],
+                "uptodate": [functools.partial(self.volume_present, check) if self.remote is not None else self.volume_present(check)],
             }
 
     # ------------------------------------------------------------ pods
@@ -533,16 +581,26 @@ class Release:
         from ..build import assembly
 
         self.tips.forget(tip)
+        if self.remote is not None:
+            for build in pod.images:
+                self.ensure_image(build)
+            for volume in pod.volumes:
+                with locks.holding(self.root.path, f"volume:{volume.mount.label.join(volume.version)}"):
+                    self.remote.ensure_volume(volume.mount.label, volume.version)
         with locks.holding(self.root.path, f"pod:{pod.name}"):
             if os.path.isfile(self.pod_json_path(pod)):
                 return {}  # another run assembled it meanwhile
             assembly.assemble_pod(self.root, pod)
-            return {WORK_DONE: "pod"}
+        if self.remote is not None:
+            self.push_bases(pod)
+            with locks.holding(self.root.path, f"pod:{pod.name}"):
+                self.remote.push_pod(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
+        return {WORK_DONE: "pod"}
 
     def task_pod(self):
         """Assemble one pod directory: pod.json, links to images and volumes, files."""
         for pod in self.picked("pod", self.plan.pods) if self.wanted("pod") is not False else ():
-            assembled = self.found_at_start(self.pod_json_path(pod))
+            assembled = self.present_at_start(pod.name)
             # an assembled pod is immutable: it needs nothing, even if a volume went away
             needs = [] if assembled else (
                 [f"volume:{v.mount.label.join(v.version)}" for v in pod.volumes]
@@ -574,6 +632,38 @@ class Release:
         sys.stdout.flush()
         return {WORK_DONE: "tip"}
 
+    def publish(self, release: str, tip: TipUpdate) -> dict:
+        """Move tip here; with a registry, push the pod if it is only here, then move the tip tag."""
+        moved = self.move_tip(tip)
+        if self.remote is None:
+            return moved
+        version = release.rpartition("/")[2]
+        if not self.yanked[release] and os.path.isfile(self.pod_json(release)) and not self.remote.has_pod(tip.channel, tip.pod, version):
+            pod = self.plan.pods[release]
+            self.push_bases(pod)
+            with locks.holding(self.root.path, f"pod:{release}"):
+                self.remote.push_pod(tip.channel, tip.pod, version)
+        self.remote.point_tip(tip)
+        return moved
+
+    def push_bases(self, pod: PodAssembly) -> None:
+        """The bases of a pod's images, which pod.json does not name, so a runner building on them finds them."""
+        assert self.remote is not None
+        for build in pod.images:
+            base = build.base
+            while base is not None:
+                if self.image_named_built(base.name) and not self.remote.has_image(base.rule.label, base.version):
+                    self.remote.push_image(base.rule.label, base.version)
+                base = base.base
+
+    def published(self, release: str, tip: TipUpdate) -> bool:
+        """With a registry: the release's pod is there (unless yanked), and so is its tip."""
+        if self.remote is None:
+            return True
+        if not self.yanked[release] and not self.remote.has_release(release):
+            return False
+        return self.remote.tip_is_current(tip)
+
     def task_tip(self):
         """Point a pod's tip at its highest released version in a channel."""
         for tip in self.picked("tip", self.index.tips):
@@ -584,12 +674,19 @@ class Release:
                 "uptodate": [functools.partial(self.tips.is_current, tip)],
             }
 
-    def released(self, pod_json: str, tip: TipUpdate, yanked: bool) -> bool:
+    def released(self, release: str, tip: TipUpdate, yanked: bool) -> bool:
         """Asked only of releases pending at load time, when they come up: their tip
         target is computed afresh, since a worker process or thread may just have
-        assembled a pod this process's cache knows nothing of."""
+        assembled a pod this process's cache knows nothing of.
+
+        A registry that cannot be asked makes the release run: its action then
+        fails with the registry's one-line reason."""
         self.tips.forget(tip)
-        return (yanked or os.path.isfile(pod_json)) and self.tips.is_current(tip)
+        try:
+            present = yanked or os.path.isfile(self.pod_json(release)) or (self.remote is not None and self.remote.has_release(release))
+            return present and self.tips.is_current(tip) and self.published(release, tip)
+        except PodreleaseError:
+            return False
 
     def task_release(self):
         """Release one instruction: its volumes, images and pod, then its tip."""
@@ -606,21 +703,20 @@ class Release:
                 continue
             tip_name = name.rpartition("/")[0]
             tip = tips[tip_name]
-            pod_json = self.pod_json(name)
             # a yanked version only leaves the running for tip: nothing is built for it
-            assembled = yanked or self.found_at_start(pod_json)
+            assembled = yanked or self.present_at_start(name)
             # released now stays released during the run (a newer pod only moves
             # tip past it); only a pending release needs asking again when it runs
             if assembled and tip_name not in current:
                 current[tip_name] = self.tips.is_current(tip, self.found_at_start)
-            done = assembled and current[tip_name]
+            done = assembled and current[tip_name] and (self.remote is None or self.published(name, tip))
             yield doittasks.subtask(
                 releases, name,
                 doc=f"yanked: {reason or 'no reason given'}" if yanked else f"channels/{name}{INSTRUCTION_SUFFIX}",
                 # each release moves tip itself: several versions of one pod
                 # released in one run must each see the others on disk
-                actions=[guarded(self.move_tip, tip)],
-                uptodate=[True if done else functools.partial(self.released, pod_json, tip, yanked)],
+                actions=[guarded(self.publish, name, tip)],
+                uptodate=[True if done else functools.partial(self.released, name, tip, yanked)],
                 # an assembled pod is immutable: only its tip may still need moving
                 task_dep=[] if assembled else [f"pod:{name}"],
             )
@@ -637,6 +733,10 @@ class Release:
             sys.stderr.write(f"{instruction.shown}: warning: bundling {instruction.pod} {instruction.version}, which is yanked "
                              f"({instruction.reason or 'no reason given'})\n")
         bundle = self.root.bundle_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
+        if self.remote is not None:
+            with locks.holding(self.root.path, f"pod:{pod.name}"):
+                self.remote.ensure_pod(instruction.channel, instruction.pod, instruction.version)
+            self.move_tip(self.plan.releases[pod.name].tip)  # a restored pod may be the newest here
         with locks.holding(self.root.path, f"bundle:{pod.name}"):
             bundles.write_bundle(Path(self.pod_json_path(pod)).parent, bundle, self.root.shown(bundle))
 

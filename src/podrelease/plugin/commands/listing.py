@@ -33,7 +33,7 @@ from ...model import overview
 from ...model.cache import InstructionCache
 from ...model.layout import ReleaseRoot
 from ..root import release_root, root_problem, seek_release_root
-from ..session import loading_done, read_root
+from ..session import loading_done, open_remote, read_root
 from .base import REFUSED, USAGE_ERROR
 from .doit_commands import reader_gone
 
@@ -47,7 +47,11 @@ def checked_overview(root: ReleaseRoot) -> list[overview.PodStatus]:
     plan cache, so a large root whose files are unchanged is not read again.
     """
     read = read_root(root)
-    pods = overview.survey(root, scan=read.scan, known=overview.known_from_index(root, read.index.releases))
+    remote = open_remote(root)
+    if remote is not None:  # releases in the root's registry count as released: ask about every pod at once
+        remote.prefetch(pods=[remote.pod_of(name) for name, _, _ in read.index.releases])
+    pods = overview.survey(root, scan=read.scan, known=overview.known_from_index(root, read.index.releases),
+                           elsewhere=remote.pod_versions if remote is not None else None)
     read.save()
     loading_done()
     return pods

@@ -1,0 +1,231 @@
+"""The release root's side of its registry: what is there, what to push, what to restore.
+
+A release root with a registry (`podrelease.yaml`'s `registry:`, or
+`PODRELEASE_REGISTRY`) keeps every artifact in both places. An artifact is
+*present* when it is on disk or in the registry; one that is only in the
+registry is restored, verified, when a local step needs it (an image a new
+pod links, a base an image builds on, a pod a bundle packs), and never
+rebuilt. What this root builds or assembles is pushed, with everything it
+needs before it (images and volumes before their pod, the pod before tip),
+so a tag in the registry is always complete.
+
+Restores go through `registry.store`, which builds each artifact aside and
+renames it into place: a restore that dies leaves nothing half-written, and
+the next run starts it again.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..core import fsops
+from ..core.errors import IntegrityError, RegistryError, UserError
+from ..core.hashing import sha512_file
+from ..core.names import Label
+from ..core.podjson import PodJson, read_pod_json
+from ..model.layout import POD_JSON, ReleaseRoot
+from ..model.plan import TipUpdate
+from ..model.settings import Setting, registry_setting
+from ..model.tip import tip_version
+from ..registry.references import parse_registry, tag_of
+from ..registry.store import PARALLEL_QUERIES, POD_TYPE, VOLUME_TYPE, RegistryStore
+from . import assembly, imaging
+
+
+def open_publisher(root: ReleaseRoot, setting: Setting | None = None) -> Publisher | None:
+    """The root's publisher, or None without a registry; a bad setting is a UserError."""
+    setting = setting or registry_setting(root.path)
+    if setting is None:
+        return None
+    try:
+        registry = parse_registry(setting.text)
+    except ValueError as err:
+        raise UserError(setting.shown, setting.line, str(err)) from None
+    return Publisher(root, RegistryStore(registry))
+
+
+class Publisher:
+    """One release root and its registry."""
+
+    def __init__(self, root: ReleaseRoot, store: RegistryStore):
+        self.root = root
+        self.store = store
+        self.registry = store.registry
+        self._tips: dict[str, bool] = {}
+
+    # ---------------------------------------------------------------- names
+
+    def _repository(self, kind: str, label: Label, *channel: str) -> str:
+        try:
+            if kind == "image":
+                return self.registry.image(label.path, label.name)
+            if kind == "volume":
+                return self.registry.volume(label.path, label.name)
+            return self.registry.pod(channel[0], label.path, label.name)
+        except ValueError as err:
+            raise UserError(None, None, f"{kind} {label}: {err}") from None
+
+    def _tag(self, version: str) -> str:
+        try:
+            return tag_of(version)
+        except ValueError as err:
+            raise UserError(None, None, str(err)) from None
+
+    # ---------------------------------------------------------------- present in the registry
+
+    def has_image(self, label: Label, version: str) -> bool:
+        return self._tag(version) in self.store.tags(self._repository("image", label))
+
+    def has_volume(self, label: Label, version: str) -> bool:
+        return self._tag(version) in self.store.tags(self._repository("volume", label))
+
+    def has_pod(self, channel: str, pod: Label, version: str) -> bool:
+        return self._tag(version) in self.store.tags(self._repository("pod", pod, channel))
+
+    @staticmethod
+    def pod_of(release: str) -> tuple[str, Label]:
+        """The channel and pod of a release name `<channel>/<label_path>/<pod>/<version>`."""
+        channel, *path, pod, _version = release.split("/")
+        return channel, Label("/".join(path), pod)
+
+    def has_release(self, release: str) -> bool:
+        """Whether the registry holds the pod of release `<channel>/<label_path>/<pod>/<version>`."""
+        channel, pod = self.pod_of(release)
+        return self.has_pod(channel, pod, release.rpartition("/")[2])
+
+    def has_image_named(self, name: str) -> bool:
+        """Whether the registry holds image `<label_path>/<image>/<version>`."""
+        *path, image, version = name.split("/")
+        return self.has_image(Label("/".join(path), image), version)
+
+    def pod_versions(self, channel: str, pod: Label) -> set[str]:
+        """The versions of a pod the registry holds in a channel."""
+        return self.store.versions(self._repository("pod", pod, channel))
+
+    def prefetch(self, images: list[tuple[Label, str]] | None = None, volumes: list[tuple[Label, str]] | None = None,
+                 pods: list[tuple[str, Label]] | None = None, tips: list[TipUpdate] | None = None) -> None:
+        """Ask the registry about all of these at once (each answer is then cached for this run)."""
+        repositories = ([self._repository("image", label) for label, _ in images or ()]
+                        + [self._repository("volume", label) for label, _ in volumes or ()]
+                        + [self._repository("pod", pod, channel) for channel, pod in pods or ()])
+        self.store.prefetch(repositories)
+        unknown = [tip for tip in tips or () if tip.name not in self._tips]
+        if unknown:
+            with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
+                for tip, current in zip(unknown, pool.map(self._ask_tip, unknown), strict=True):
+                    self._tips[tip.name] = current
+
+    def _ask_tip(self, tip: TipUpdate) -> bool:
+        return self.store.tip_is_current(self._repository("pod", tip.pod, tip.channel), _chooser(tip))
+
+    # ---------------------------------------------------------------- restore (the caller holds the artifact's lock)
+
+    def ensure_image(self, label: Label, version: str, expect_oci: str | None = None) -> None:
+        """The image on disk, restored from the registry if it is only there."""
+        target = self.root.image_dir(label, version)
+        if (target / imaging.SHA512_FILE).is_file():
+            return
+        self.store.restore_image(self._repository("image", label), version, target, expect_oci)
+
+    def ensure_volume(self, label: Label, version: str) -> None:
+        if assembly.volume_files(self.root, label, version, checked=False):
+            return
+        target = self.root.volume_dir(label, version)
+        self.store.restore_files(self._repository("volume", label), self._tag(version), target, VOLUME_TYPE)
+
+    def ensure_pod(self, channel: str, pod: Label, version: str) -> None:
+        """The pod directory on disk with its images and volumes, restored and checked against its pod.json."""
+        final = self.root.pod_dir(channel, pod, version)
+        if (final / POD_JSON).is_file():
+            return
+        repository = self._repository("pod", pod, channel)
+        with fsops.building_dir(final) as tmp:
+            reference = f"{repository}:{self._tag(version)}"
+            self.store.fetch_files(reference, tmp, POD_TYPE)
+            record = read_pod_json(tmp / POD_JSON, reference)
+            _check_pod_files(record, tmp, reference)
+            for image in record.images:
+                self.ensure_image(image.label, image.version, image.oci)
+                assembly.link_into_pod(final, tmp, image.name, self.root.image_dir(image.label, image.version))
+            for volume in record.volumes:
+                self.ensure_volume(volume.label, volume.version)
+                _check_volume(record, volume.name, tmp, self.root.volume_dir(volume.label, volume.version), reference)
+                assembly.link_into_pod(final, tmp, volume.name, self.root.volume_dir(volume.label, volume.version))
+
+    # ---------------------------------------------------------------- push
+
+    def push_image(self, label: Label, version: str) -> None:
+        self.store.push_image(self.root.image_dir(label, version), self._repository("image", label), version)
+
+    def push_volume(self, label: Label, version: str) -> None:
+        files = assembly.volume_files(self.root, label, version)
+        self.store.push_files(self._repository("volume", label), version, files, VOLUME_TYPE,
+                              self.root.volume_dir(label, version).parent)
+
+    def push_pod(self, channel: str, pod: Label, version: str) -> None:
+        """Push a released pod and, first, whatever it needs that the registry lacks."""
+        pod_dir = self.root.pod_dir(channel, pod, version)
+        record = read_pod_json(pod_dir / POD_JSON, self.root.shown(pod_dir / POD_JSON))
+        for image in record.images:
+            if not self.has_image(image.label, image.version):
+                self.push_image(image.label, image.version)
+            else:
+                self._check_same_image(image.label, image.version, image.oci)
+        for volume in record.volumes:
+            if not self.has_volume(volume.label, volume.version):
+                self.push_volume(volume.label, volume.version)
+        files = sorted((entry.name, Path(entry.path)) for entry in os.scandir(pod_dir) if entry.is_file(follow_symlinks=False))
+        self.store.push_files(self._repository("pod", pod, channel), version, files, POD_TYPE, pod_dir.parent)
+
+    def _check_same_image(self, label: Label, version: str, local: str | None) -> None:
+        """A pod may name an image version the registry has only if the registry's is the one it links."""
+        repository = self._repository("image", label)
+        held = self.store.image_digest(repository, version)
+        if local is not None and held is not None and held != local:
+            raise RegistryError(f"{repository}:{self._tag(version)} already holds {held}; this root's image "
+                                f"{label} {version} is {local}: version tags are immutable, release a new version")
+
+    # ---------------------------------------------------------------- tip
+
+    def tip_is_current(self, tip: TipUpdate) -> bool:
+        if tip.name not in self._tips:
+            self._tips[tip.name] = self._ask_tip(tip)
+        return self._tips[tip.name]
+
+    def point_tip(self, tip: TipUpdate) -> None:
+        self._tips.pop(tip.name, None)
+        self.store.point_tip(self._repository("pod", tip.pod, tip.channel), _chooser(tip))
+
+
+def _chooser(tip: TipUpdate):
+    return lambda versions: tip_version(versions, tip.yanked)
+
+
+def _pod_file_names(record: PodJson) -> set[str]:
+    return {f if isinstance(f, str) else f.path for f in record.files}
+
+
+def _check_pod_files(record: PodJson, pod_dir: Path, reference: str) -> None:
+    """A restored pod directory holds pod.json, its signature, and the files pod.json names: nothing else."""
+    allowed = {POD_JSON, POD_JSON + ".sig"} | _pod_file_names(record)
+    for entry in os.scandir(pod_dir):
+        if entry.name not in allowed:
+            raise IntegrityError(f"{reference}: holds {entry.name!r}, which its pod.json does not name")
+    for f in record.files:
+        expected = getattr(f, "sha512", None)
+        path = getattr(f, "path", f)
+        if expected is not None and sha512_file(pod_dir / str(path)) != expected:
+            raise IntegrityError(f"{reference}: file {path!r} does not match its sha512 in pod.json")
+
+
+def _check_volume(record: PodJson, name: str, pod_dir: Path, volume_dir: Path, reference: str) -> None:
+    """Each volume file pod.json names is in the restored volume, with its sha512."""
+    for volume in record.volumes:
+        if volume.name != name:
+            continue
+        for f in volume.files:
+            inside = f.path.split("/", 1)[1]
+            if sha512_file(volume_dir / inside) != f.sha512:
+                raise IntegrityError(f"{reference}: volume file {f.path!r} does not match its sha512 in pod.json")

@@ -1,0 +1,63 @@
+"""A pod from a registry: `oci://<registry>/<prefix>/channels/<channel>/<label_path>/<pod>:<version|tip>`.
+
+The pod's artifact (pod.json, its signature, its files), then each image
+(the OCI image by the digest pod.json pins, and its ACI companion) and each
+volume, are pulled with skopeo into the deploy's private staging directory,
+laid out exactly as a bundle. From there the deploy goes on as for a bundle
+tarball: every byte is checked against pod.json before anything is
+installed, and the files are moved, not copied, into place.
+
+Images are pulled by digest, never by tag: a tag moved behind our back
+cannot change what a pod.json pins. Each pull is bounded: the pod artifact
+by a fixed cap, each image and volume by what its manifest declares, which
+must match pod.json.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..core import oci
+from ..core.errors import ContractError, FetchError, PodreleaseError
+from ..core.podjson import MAX_POD_JSON, parse_pod_json
+from ..registry.references import parse_pod_reference, tag_of
+from ..registry.store import POD_TYPE, VOLUME_TYPE, RegistryStore
+from .sources import DirSource
+
+MAX_POD_ARTIFACT = 64 << 20  # pod.json, its signature and its small files
+
+
+def pull_bundle(url: str, staging: Path) -> DirSource:
+    """The pod `url` names, as a bundle directory below `staging`."""
+    try:
+        reference = parse_pod_reference(url)
+    except ValueError as err:
+        raise ContractError(str(err)) from None
+    store = RegistryStore(reference.registry)
+    bundle = staging / "bundle"
+    bundle.mkdir()
+    try:
+        store.fetch_files(f"{reference.repository}:{reference.tag}", bundle, POD_TYPE, MAX_POD_ARTIFACT)
+        pod = parse_pod_json((bundle / "pod.json").read_bytes()[: MAX_POD_JSON + 1], f"{url} pod.json")
+        if reference.tag not in ("tip", tag_of(pod.version)):
+            raise FetchError(f"{url}: holds version {pod.version}, not {reference.tag}")
+        for image in pod.images:
+            if image.oci is None:
+                raise FetchError(f"{url}: image {image.name} has no OCI digest in pod.json, so it cannot come from a registry")
+            restored = staging / "images" / image.name
+            restored.parent.mkdir(exist_ok=True)
+            store.restore_image(reference.registry.image(image.label.path, image.label.name), image.version, restored, image.oci)
+            where = bundle / Path(image.path).parent
+            where.mkdir(parents=True, exist_ok=True)
+            shutil.move(restored / "image.aci", bundle / image.path)
+            shutil.move(restored / "sha512", bundle / image.sha512_path)
+            shutil.move(restored / oci.LAYOUT_DIR / "blobs", where / oci.LAYOUT_DIR / "blobs")
+        for volume in pod.volumes:
+            repository = reference.registry.volume(volume.label.path, volume.label.name)
+            store.fetch_files(f"{repository}:{tag_of(volume.version)}", bundle / volume.name, VOLUME_TYPE)
+    except (PodreleaseError, OSError, ValueError) as err:
+        if isinstance(err, PodreleaseError):
+            raise
+        raise FetchError(f"{url}: {err}") from None
+    return DirSource(bundle, url, move=True)

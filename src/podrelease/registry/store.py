@@ -1,0 +1,333 @@
+"""The registry as the shared release store: push, restore, and the tip tag.
+
+Invariants, each relied on by a runner that finds something in the registry:
+
+- A version tag is complete. Everything it needs is pushed before it: an
+  image's ACI companion before the image's version tag, a pod's images and
+  volumes before the pod's tag (the caller's order), a layout's blobs
+  before its manifest (skopeo's). So a push that dies half-way leaves
+  blobs nobody names and no tag: the next run finds the tag missing and
+  pushes again, and blobs already there are not sent twice.
+- A version tag never changes. Before a push the tag is read: the same
+  digest means the work is done (a racing runner pushed the same
+  reproducible bytes), another digest is refused naming both. After a push
+  it is read again, so a racer that pushed other bytes at the same moment
+  is caught too.
+- What is restored is checked before it appears: a restore is built in a
+  temporary sibling (`fsops.building_dir`), verified (image id of the ACI,
+  its `sha512` file, the OCI manifest digest against what the caller
+  expects, the layout's layers), and only then renamed into place.
+- The tip tag ends at the version the caller's rule chooses among the
+  versions the registry holds, whichever runner writes last: each runner,
+  after writing tip, reads the tags again and repeats until tip already
+  names the chosen version. The last writer's check sees every version
+  pushed before it; a version pushed after it is followed by its pusher's
+  own tip step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..core import fsops, oci
+from ..core.errors import ContractError, IntegrityError, RegistryError
+from ..core.hashing import aci_digest, check_sha512_file, short
+from .artifacts import VERSION, ArtifactFile, read_artifact, write_artifact
+from .references import TIP_TAG, Registry, companion_tag, tag_of, version_of
+from .skopeo import Skopeo
+
+IMAGE_FILE = "image.aci"
+SHA512_FILE = "sha512"
+BUILD_RECORD_FILE = "build.json"
+COMPANION_FILES = (IMAGE_FILE, SHA512_FILE, BUILD_RECORD_FILE)
+ACI_TYPE = "application/vnd.podrelease.image.aci.v1"
+POD_TYPE = "application/vnd.podrelease.pod.v1"
+VOLUME_TYPE = "application/vnd.podrelease.volume.v1"
+MEDIA_ACI = "application/vnd.appc.aci+gzip"
+LOCAL_TAG = "artifact"
+TIP_ATTEMPTS = 20
+PUSH_ATTEMPTS = 3
+PUSH_BACKOFF = 0.2  # seconds before the second attempt; doubled before each next one
+PARALLEL_QUERIES = 8  # skopeo processes asking a registry at once
+
+
+class RegistryStore:
+    """One registry, as this process sees it: tags are listed once per repository and process."""
+
+    def __init__(self, registry: Registry, skopeo: Skopeo | None = None):
+        self.registry = registry
+        self.skopeo = skopeo or Skopeo(registry.host)
+        self._tags: dict[str, set[str]] = {}
+
+    # ---------------------------------------------------------------- what is there
+
+    def tags(self, repository: str) -> set[str]:
+        if repository not in self._tags:
+            self._tags[repository] = self.skopeo.tags(repository)
+        return self._tags[repository]
+
+    def prefetch(self, repositories: Iterable[str]) -> None:
+        """List the tags of many repositories at once: a fresh runner asks about every artifact it has not got."""
+        missing = sorted(set(repositories) - set(self._tags))
+        if missing:
+            with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
+                for repository, tags in zip(missing, pool.map(self.skopeo.tags, missing), strict=True):
+                    self._tags[repository] = tags
+
+    def has(self, repository: str, version: str) -> bool:
+        return tag_of(version) in self.tags(repository)
+
+    def versions(self, repository: str) -> set[str]:
+        return {v for v in map(version_of, self.tags(repository)) if v is not None}
+
+    def _pushed(self, repository: str, tag: str) -> None:
+        self._tags.setdefault(repository, set()).add(tag)
+
+    def _push(self, layout: Path, local_tag: str, repository: str, tag: str, digest: str) -> None:
+        """Push a layout's manifest under `tag` unless the tag already holds it; never overwrite."""
+        reference = f"{repository}:{tag}"
+        held = self.skopeo.digest(reference)
+        if held == digest:
+            self._pushed(repository, tag)
+            return
+        if held is not None:
+            raise RegistryError(f"{reference} already holds {held}; refusing to push {digest} over it: version tags are immutable")
+        self._upload(f"oci:{layout}:{local_tag}", reference, digest)
+        held = self.skopeo.digest(reference)
+        if held != digest:
+            raise RegistryError(f"{reference} holds {held} right after we pushed {digest}: another runner pushed other content under that version")
+        self._pushed(repository, tag)
+
+    def _upload(self, source: str, reference: str, digest: str) -> None:
+        """skopeo copy to the registry, retried; a failed copy whose result is there anyway is done.
+
+        distribution may answer 500 to two runners writing the same manifest
+        at once: the racer's identical push then holds what ours would have.
+        """
+        for attempt in range(PUSH_ATTEMPTS):
+            try:
+                self.skopeo.copy(source, f"docker://{reference}")
+                return
+            except RegistryError:
+                if self.skopeo.digest(reference) == digest:
+                    return
+                if attempt == PUSH_ATTEMPTS - 1:
+                    raise
+                time.sleep(PUSH_BACKOFF * 2**attempt)
+
+    # ---------------------------------------------------------------- images
+
+    def push_image(self, image_dir: Path, repository: str, version: str) -> str:
+        """Push an image: its ACI companion, then the OCI image under its version tag. Returns the digest."""
+        layout = image_dir / oci.LAYOUT_DIR
+        digest = oci.manifest_digest(layout, version)
+        tag = tag_of(version)
+        held = self.skopeo.digest(f"{repository}:{tag}")
+        if held == digest:
+            self._pushed(repository, tag)
+            return digest
+        if held is not None:
+            raise RegistryError(f"{repository}:{tag} already holds {held}; refusing to push {digest} over it: version tags are immutable")
+        subject = {"mediaType": oci.MEDIA_MANIFEST, "digest": digest, "size": (layout / oci.blob_rel(digest)).stat().st_size}
+
+        def push_companion() -> None:
+            with fsops.scratch_dir(image_dir.parent, "push") as scratch:
+                files = [ArtifactFile(name, image_dir / name, MEDIA_ACI if name == IMAGE_FILE else "application/octet-stream")
+                         for name in COMPANION_FILES]
+                companion = write_artifact(scratch / "companion", ACI_TYPE, files, LOCAL_TAG, subject)
+                self._push(scratch / "companion", LOCAL_TAG, repository, companion_tag(digest), companion)
+
+        # the companion and the untagged image travel at once; the version tag comes after both
+        _at_once(push_companion, lambda: self._upload(f"oci:{layout}:{version}", f"{repository}@{digest}", digest))
+        self._tag_pushed(repository, digest, tag)
+        return digest
+
+    def _tag_pushed(self, repository: str, digest: str, tag: str) -> None:
+        """Give the manifest `digest` (already in the repository) the version tag `tag`, unless another holds it."""
+        reference = f"{repository}:{tag}"
+        held = self.skopeo.digest(reference)
+        if held is None:
+            self._upload(f"docker://{repository}@{digest}", reference, digest)
+            held = self.skopeo.digest(reference)
+        if held != digest:
+            raise RegistryError(f"{reference} holds {held}, not {digest}: another runner pushed other content under that version")
+        self._pushed(repository, tag)
+
+    def image_digest(self, repository: str, version: str) -> str | None:
+        return self.skopeo.digest(f"{repository}:{tag_of(version)}")
+
+    def restore_image(self, repository: str, version: str, target: Path, expect_oci: str | None = None) -> None:
+        """Restore an image version directory at `target`: image.aci, sha512, build.json and oci/, verified."""
+        reference = f"{repository}:{tag_of(version)}"
+        digest = self.skopeo.digest(reference)
+        if digest is None:
+            raise RegistryError(f"{reference} is not in the registry")
+        if expect_oci is not None and digest != expect_oci:
+            raise IntegrityError(f"{reference} is {digest}, but the release pins {expect_oci}: the tag was overwritten")
+        with fsops.building_dir(target) as tmp:
+            layout = tmp / oci.LAYOUT_DIR
+            ids: list[str] = []
+
+            def restore_companion() -> None:
+                companion = tmp / ".companion"
+                where = f"{repository}:{companion_tag(digest)}"
+                self.skopeo.copy(f"docker://{where}", f"oci:{companion}:{LOCAL_TAG}")
+                found = read_artifact(companion, LOCAL_TAG, ACI_TYPE, where)
+                if set(found.files) != set(COMPANION_FILES) or len(set(found.files.values())) != len(COMPANION_FILES):
+                    raise RegistryError(f"{where}: holds {sorted(found.files)}, not {list(COMPANION_FILES)}")
+                for name in COMPANION_FILES:
+                    os.rename(found.files[name], tmp / name)
+                shutil.rmtree(companion)
+                ids.append(_check_aci(tmp, reference))  # while the OCI image may still be arriving
+
+            _at_once(lambda: self.skopeo.copy(f"docker://{repository}@{digest}", f"oci:{layout}:{version}"), restore_companion)
+            _canonical_layout(layout, digest, version)
+            _check_oci(layout, version, digest, ids[0], reference)
+            _artifact_modes(tmp)
+
+    # ---------------------------------------------------------------- volumes and pods
+
+    def push_files(self, repository: str, version: str, files: Iterable[tuple[str, Path]], artifact_type: str,
+                   scratch_parent: Path) -> str:
+        """Push files (path inside the artifact, where it is) as one artifact under the version's tag."""
+        with fsops.scratch_dir(scratch_parent, "push") as scratch:
+            layout = scratch / "artifact"
+            digest = write_artifact(layout, artifact_type, [ArtifactFile(t, p) for t, p in files], LOCAL_TAG, version=version)
+            self._push(layout, LOCAL_TAG, repository, tag_of(version), digest)
+        return digest
+
+    def restore_files(self, repository: str, tag: str, target: Path, artifact_type: str,
+                      check: Callable[[Path], None] = lambda tmp: None) -> None:
+        """Restore an artifact's files under `target` (built aside, `check`ed, renamed into place)."""
+        reference = f"{repository}:{tag}"
+        with fsops.building_dir(target) as tmp:
+            self.fetch_files(reference, tmp, artifact_type)
+            check(tmp)
+            _artifact_modes(tmp)
+
+    def fetch_files(self, reference: str, into: Path, artifact_type: str, max_bytes: int | None = None) -> dict[str, int]:
+        """Copy an artifact's files into the directory `into`; returns each path's size.
+
+        The manifest is read first and the copy made by its digest, so what
+        is checked (type, total size at most `max_bytes`) is what arrives.
+        """
+        raw = self.skopeo.manifest(reference)
+        if raw is None:
+            raise RegistryError(f"{reference} is not in the registry")
+        declared = _declared_bytes(raw, artifact_type, reference)
+        if max_bytes is not None and declared > max_bytes:
+            raise RegistryError(f"{reference}: its files total {declared} bytes, more than the {max_bytes} allowed")
+        repository = reference.rpartition(":")[0]
+        into.mkdir(parents=True, exist_ok=True)
+        layout = into / ".artifact"
+        self.skopeo.copy(f"docker://{repository}@sha256:{hashlib.sha256(raw).hexdigest()}", f"oci:{layout}:{LOCAL_TAG}")
+        found = read_artifact(layout, LOCAL_TAG, artifact_type, reference)
+        for title, blob in found.files.items():
+            destination = into / title
+            fsops.make_dirs(destination.parent, below=into)
+            shutil.copyfile(blob, destination)
+        shutil.rmtree(layout)
+        return found.sizes
+
+    # ---------------------------------------------------------------- tip
+
+    def tip_target(self, repository: str, choose: Callable[[set[str]], str | None],
+                   fresh: bool = True) -> tuple[str | None, str | None, str | None]:
+        """(chosen version, its digest, the digest tip holds); `fresh` lists the tags again."""
+        if fresh:
+            self._tags.pop(repository, None)
+        tags = self.tags(repository)
+        target = choose(self.versions(repository))
+        want = self.skopeo.digest(f"{repository}:{tag_of(target)}") if target else None
+        have = self.skopeo.digest(f"{repository}:{TIP_TAG}") if TIP_TAG in tags else None
+        return target, want, have
+
+    def tip_is_current(self, repository: str, choose: Callable[[set[str]], str | None]) -> bool:
+        """Whether tip names the chosen version, by the tags this process listed: one read of tip."""
+        tags = self.tags(repository)
+        target = choose(self.versions(repository))
+        if target is None:
+            return True
+        if TIP_TAG not in tags:
+            return False
+        raw = self.skopeo.manifest(f"{repository}:{TIP_TAG}")
+        try:
+            return raw is not None and json.loads(raw)["annotations"][VERSION] == target
+        except (ValueError, KeyError, TypeError):
+            return False
+
+    def point_tip(self, repository: str, choose: Callable[[set[str]], str | None]) -> str | None:
+        """Tag `tip` to the chosen version; repeat until a fresh read agrees (see the module docstring)."""
+        for _ in range(TIP_ATTEMPTS):
+            target, want, have = self.tip_target(repository, choose)
+            if target is None or want is None or want == have:
+                return target
+            self._upload(f"docker://{repository}@{want}", f"{repository}:{TIP_TAG}", want)
+        raise RegistryError(f"{repository}:{TIP_TAG} kept moving under us after {TIP_ATTEMPTS} attempts")
+
+
+def _at_once(*steps: Callable[[], object]) -> None:
+    """Run independent transfers concurrently (each is a skopeo process); the first failure is raised."""
+    with ThreadPoolExecutor(max_workers=len(steps)) as pool:
+        for future in [pool.submit(step) for step in steps]:
+            future.result()
+
+
+def _declared_bytes(raw: bytes, artifact_type: str, reference: str) -> int:
+    """The total size an artifact manifest declares for its files; a RegistryError if it is not one."""
+    try:
+        manifest = json.loads(raw)
+        if manifest.get("artifactType") != artifact_type:
+            raise RegistryError(f"{reference}: is {manifest.get('artifactType') or 'not an artifact'}, expected {artifact_type}")
+        return sum(int(layer["size"]) for layer in manifest["layers"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise RegistryError(f"{reference}: its manifest is not a podrelease artifact") from None
+
+
+def _canonical_layout(layout: Path, digest: str, version: str) -> None:
+    """Rewrite what skopeo wrote around the blobs as podrelease writes it, so the directory is bit for bit a built one's."""
+    size = (layout / oci.blob_rel(digest)).stat().st_size
+    descriptor = {"mediaType": oci.MEDIA_MANIFEST, "digest": digest, "size": size}
+    (layout / oci.INDEX_FILE).write_bytes(oci.index_bytes(descriptor, version))
+    (layout / oci.LAYOUT_FILE).write_bytes(oci.layout_bytes())
+
+
+def _check_aci(image_dir: Path, reference: str) -> str:
+    """The restored ACI's id, which its `sha512` file must hold."""
+    aci = aci_digest(image_dir / IMAGE_FILE)
+    if aci.tar_sha512 is None:
+        raise IntegrityError(f"{reference}: its image.aci is not a valid ACI: {aci.error}")
+    image_id = f"sha512-{aci.tar_sha512}"
+    check_sha512_file((image_dir / SHA512_FILE).read_bytes(), image_id, f"{reference}: sha512")
+    return image_id
+
+
+def _check_oci(layout: Path, version: str, digest: str, image_id: str, reference: str) -> None:
+    """The restored OCI layout is the pinned manifest, made from the restored ACI (its config label)."""
+    try:
+        # skopeo checked every blob against its digest as it pulled it: the layout's shape is what is left
+        found = oci.manifest_digest(layout, version)
+        manifest = json.loads((layout / oci.blob_rel(found)).read_bytes())
+        config = json.loads((layout / oci.blob_rel(manifest["config"]["digest"])).read_bytes())
+        label = (config.get("config") or {}).get("Labels", {}).get(oci.IMAGE_ID_LABEL)
+    except (ContractError, OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise IntegrityError(f"{reference}: its OCI image is not whole: {err}") from None
+    if found != digest:
+        raise IntegrityError(f"{reference}: layout holds {found}, expected {digest}")
+    if label != image_id:
+        raise IntegrityError(f"{reference}: the OCI image was made from {short(str(label))}, its ACI is {short(image_id)}")
+
+
+def _artifact_modes(top: Path) -> None:
+    """Restored files get the modes of built ones: 0644 files, 0755 directories."""
+    for dirpath, _subdirs, filenames in os.walk(top):
+        os.chmod(dirpath, fsops.ARTIFACT_DIR_MODE)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), fsops.ARTIFACT_FILE_MODE)
