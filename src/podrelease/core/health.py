@@ -16,9 +16,10 @@ import re
 from dataclasses import dataclass
 
 from .errors import PodJsonError
+from .names import quoted
 
 MAX_TIMEOUT = 3600
-HTTP_PATH = re.compile(r"/[\x21-\x7e]*\Z")  # printable, no space: it goes into the request line
+HTTP_PATH = re.compile(r"/[\x21-\x7e]{0,2047}\Z")  # printable, no space, bounded: it goes into the request line
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class ExecCheck:
     timeout: float
 
     def describe(self) -> str:
-        return f"{' '.join(self.command)!r} in app {self.app!r}"
+        return f"{' '.join(self.command)!r} in app {quoted(self.app)}"
 
 
 HealthCheck = HttpCheck | TcpCheck | ExecCheck
@@ -58,16 +59,16 @@ def _keys(value: object, required: tuple[str, ...], what: str) -> dict:
         raise PodJsonError(f"{what} must be an object")
     missing = [k for k in required if k not in value]
     if missing:
-        raise PodJsonError(f"{what}: missing key {missing[0]!r}")
+        raise PodJsonError(f"{what}: missing key {quoted(missing[0])}")
     unknown = sorted(k for k in value if k not in required)
     if unknown:
-        raise PodJsonError(f"{what}: unknown key {unknown[0]!r}")
+        raise PodJsonError(f"{what}: unknown key {quoted(unknown[0])}")
     return value
 
 
 def _port(value: object, what: str) -> int:
     if type(value) is not int or not 0 < value < 65536:
-        raise PodJsonError(f"{what}: {value!r} is not a port number (1-65535)")
+        raise PodJsonError(f"{what}: {quoted(value)} is not a port number (1-65535)")
     return value
 
 
@@ -84,12 +85,12 @@ def parse_health(value: object, what: str = "health") -> HealthCheck | None:
     _keys(value, (kind, "timeout"), what)
     timeout = value["timeout"]
     if type(timeout) not in (int, float) or not 0 < timeout <= MAX_TIMEOUT:
-        raise PodJsonError(f"{what}.timeout: {timeout!r} is not a number of seconds in (0, {MAX_TIMEOUT}]")
+        raise PodJsonError(f"{what}.timeout: {quoted(timeout)} is not a number of seconds in (0, {MAX_TIMEOUT}]")
     spec = value[kind]
     if kind == "http":
         _keys(spec, ("port", "path"), f"{what}.http")
         if not isinstance(spec["path"], str) or not HTTP_PATH.match(spec["path"]):
-            raise PodJsonError(f"{what}.http.path: {spec['path']!r} must start with '/' and hold no space")
+            raise PodJsonError(f"{what}.http.path: {quoted(spec['path'])} must start with '/' and hold no space (at most 2048 characters)")
         return HttpCheck(_port(spec["port"], f"{what}.http.port"), spec["path"], float(timeout))
     if kind == "tcp":
         _keys(spec, ("port",), f"{what}.tcp")

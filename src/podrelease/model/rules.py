@@ -428,7 +428,7 @@ def _health(fields: Fields, where, images: list[Label]) -> HealthCheck:
         http = fields.mapping(where + ("http",), frozenset({"port", "path"}), "health.http")
         path = fields.text(where + ("http", "path"), "path") if "path" in http else "/"
         if not HTTP_PATH.match(path):
-            raise fields.doc.error(where + ("http", "path"), f"path {quoted(path)} must start with '/' and hold no space")
+            raise fields.doc.error(where + ("http", "path"), f"path {quoted(path)} must start with '/' and hold no space (at most 2048 characters)")
         return HttpCheck(fields.integer(where + ("http", "port"), "port", 1, 65535), path, float(timeout))
     if kind == "tcp":
         fields.mapping(where + ("tcp",), frozenset({"port"}), "health.tcp")

@@ -8,6 +8,7 @@ import sys
 
 from doit.cmd_base import Command
 
+from ...core.errors import printable
 from ...verify import verify
 from ..root import ROOT_OPTIONS, release_root, root_problem
 from .base import USAGE_ERROR
@@ -62,15 +63,15 @@ The release root is $RELEASE_ROOT, else the dodo file's folder (or --dir)."""
         root = release_root(params)
         problem = root_problem(root)
         if problem:
-            sys.stderr.write(f"ERROR: {problem}\n")
+            sys.stderr.write(f"ERROR: {printable(str(problem))}\n")
             return USAGE_ERROR
         report = verify(root)
         try:
             if params.get("json"):
                 sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
             else:
-                for problem in report.problems:
-                    sys.stdout.write(f"{problem}\n")
+                for problem in report.problems:  # names from the tree: escaped (core.errors.printable)
+                    sys.stdout.write(f"{printable(str(problem))}\n")
                 sys.stdout.write(report.summary() + "\n")
             sys.stdout.flush()
         except BrokenPipeError:  # `doit verify | head`: the reader has gone
