@@ -194,6 +194,21 @@ SHAPE_CASES = [
     "instr-wrong-types-nested",
     "instr-wrong-types-top",
     "path-several-bad-files",
+    "build-bidi-from-label",
+    "build-control-image-name",
+    "build-long-environment-name",
+    "build-long-from-label",
+    "build-long-health-path",
+    "build-long-image-name",
+    "build-long-rootfs-dst",
+    "build-long-rootfs-dst-segment",
+    "build-long-volume-name",
+    "instr-bidi-pin-label",
+    "instr-control-environment-name",
+    "instr-control-pin-version",
+    "instr-control-rule",
+    "instr-long-environment-name",
+    "instr-long-pin-label",
 ]
 
 # Bad files of a shape case whose own mistake is not about shape (not checked).
@@ -252,6 +267,18 @@ NOT_SHAPE_CASES = {
     "path-shipyard-uppercase": "file path: the shipyard folder's name",
     "path-symlinked-instruction": "file type: a symlink leading out of the tree",
     "path-yml-suffix": "file name: .yml instead of .yaml",
+    "build-control-pod-file": "a pod file missing on disk (its name holds control characters)",
+    "build-control-rootfs-src": "a rootfs src missing on disk (its name holds control characters)",
+    "build-long-pod-file": "a pod file missing on disk (a name longer than a file system takes)",
+    "build-long-rootfs-src-name": "a rootfs src missing on disk (a name longer than a file system takes)",
+    "build-long-rootfs-src-path": "a rootfs src missing on disk (a path longer than PATH_MAX)",
+    "instr-long-pin-version": "an unquoted version a schema reads as the number 1.0; podrelease reads its 302 characters",
+    "path-bidi-channel-name": "file path: the channel folder's name",
+    "path-control-build-folder": "file path: a build folder's name",
+    "path-control-instruction-name": "file name: the instruction's version",
+    "path-long-label-path": "file path: the build folder's depth",
+    "path-newline-pod-folder": "file path: the pod folder's name",
+    "path-undecodable-name": "file path: the channel folder's name, not UTF-8",
 }
 
 
