@@ -14,32 +14,11 @@ import pytest
 from podrelease.core import signing
 from podrelease.core.errors import ContractError, SignatureError
 
+from sshkeys import allowed_signers, make_key, ssh_agent
+
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs OpenSSH's ssh-keygen")
 
 POD_JSON = b'{"name": "shop", "version": "1.0", "channel": "prod"}\n'
-
-
-def make_key(directory: Path, name: str, passphrase: str = "") -> Path:
-    """A fresh ed25519 key pair; returns the private key's path (the public one is beside it, `.pub`)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    key = directory / name
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", name, "-f", str(key)],
-        check=True,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-    )
-    return key
-
-
-def allowed_signers(path: Path, *entries: tuple[str, Path, str]) -> Path:
-    """Write an allowed_signers file of (principals, private key, options) lines."""
-    lines = []
-    for principals, key, options in entries:
-        keytype, blob = (key.parent / (key.name + ".pub")).read_text().split()[:2]
-        lines.append(" ".join(part for part in (principals, options, keytype, blob) if part))
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture
@@ -59,30 +38,10 @@ def no_agent(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A private ssh-agent on a socket of its own, in SSH_AUTH_SOCK; killed at teardown."""
-    sock_dir = tmp_path
-    if len(str(tmp_path / "agent.sock")) > 100:  # unix socket paths are limited to ~108 bytes
-        sock_dir = Path(tempfile.mkdtemp(prefix="podrelease-agent-"))
-    sock = sock_dir / "agent.sock"
-    proc = subprocess.Popen(
-        ["ssh-agent", "-D", "-a", str(sock)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            assert proc.poll() is None, "ssh-agent exited"
-            assert time.monotonic() < deadline, "ssh-agent did not create its socket"
-            time.sleep(0.01)
+    """A private ssh-agent in SSH_AUTH_SOCK; killed at teardown."""
+    with ssh_agent(tmp_path) as sock:
         monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
         yield sock
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if sock_dir != tmp_path:
-            shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 def refusal(data: bytes, signature: bytes, signers: Path, channel: str = "prod") -> str:

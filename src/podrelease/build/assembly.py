@@ -3,6 +3,14 @@
 A pod directory is immutable once it exists. It is assembled in a temporary
 sibling and renamed into place, and `tip` is a new symlink renamed over the
 old one, so a reader sees either the old state or the new, never a mix.
+
+Signing. With a signing key (`PODRELEASE_SIGNING_KEY`), `pod.json.sig` (an
+SSH signature over pod.json's bytes in the namespace `podrelease-<channel>`,
+see core.signing) is made in the temporary sibling with everything else. A
+pod assembled without a key gets its signature later, when a run has one:
+`sign_pod` adds `pod.json.sig` beside the existing pod.json (hard-linked
+into place whole, never replacing one) and never touches pod.json, whose
+bytes tools and hosts may already hold.
 """
 
 from __future__ import annotations
@@ -12,12 +20,12 @@ import re
 import shutil
 from pathlib import Path
 
-from ..core import fsops
-from ..core.errors import ContractError, UserError
+from ..core import fsops, signing
+from ..core.errors import ContractError, PodJsonError, UserError
 from ..core.hashing import pin_file
 from ..core.health import health_json
 from ..core.names import Label, quoted
-from ..core.podjson import json_bytes
+from ..core.podjson import json_bytes, read_pod_json
 from ..core.safeopen import open_published
 from ..model.layout import POD_JSON, ReleaseRoot
 from ..model.plan import ImageBuild, PodAssembly, PodVolume, TipUpdate
@@ -205,10 +213,13 @@ def pod_json(
 # ---------------------------------------------------------------- writing
 
 
-def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
-    """Write the pod directory unless it already exists (pods are immutable)."""
+def assemble_pod(root: ReleaseRoot, pod: PodAssembly, key: Path | None = None) -> None:
+    """Write the pod directory unless it already exists (pods are immutable); with
+    `key`, sign it (an existing pod without a signature gets one, nothing else)."""
     final = root.pod_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
     if (final / POD_JSON).is_file():
+        if key is not None:
+            sign_pod(root, pod, key)
         return
     if fsops.in_the_way(final):
         # not ours: a pod directory appears whole, with its pod.json, or not at all
@@ -226,7 +237,26 @@ def assemble_pod(root: ReleaseRoot, pod: PodAssembly) -> None:
             link_into_pod(final, tmp, build.rule.label.name, root.image_dir(build.rule.label, build.version))
         files = {v.mount.name: _link_volume(root, pod, v, final, tmp) for v in pod.volumes}
         pod_files = [_copy_file(root, pod, relative, tmp) for relative in pod.rule.files]
-        fsops.write_file(tmp / POD_JSON, json_bytes(pod_json(pod, ids, apps, files, acis, pod_files, ocis)))
+        document = json_bytes(pod_json(pod, ids, apps, files, acis, pod_files, ocis))
+        fsops.write_file(tmp / POD_JSON, document)
+        if key is not None:
+            fsops.write_file(tmp / signing.SIGNATURE_NAME, signing.sign(document, key, pod.instruction.channel))
+
+
+def sign_pod(root: ReleaseRoot, pod: PodAssembly, key: Path) -> None:
+    """Add `pod.json.sig` to an assembled pod that has none; pod.json stays as it is."""
+    final = root.pod_dir(pod.instruction.channel, pod.instruction.pod, pod.instruction.version)
+    if os.path.lexists(final / signing.SIGNATURE_NAME):
+        return
+    path = final / POD_JSON
+    try:
+        released = read_pod_json(path, root.shown(path))
+    except PodJsonError as err:
+        raise UserError(None, None, f"{err}; cannot sign it, run doit verify") from None
+    if (released.channel, released.version) != (pod.instruction.channel, pod.instruction.version):
+        raise UserError(root.shown(path), None, f"says channel {released.channel} version {released.version}, "
+                        "not its directory's; cannot sign it, run doit verify")
+    fsops.add_file(final / signing.SIGNATURE_NAME, signing.sign(released.raw, key, released.channel))
 
 
 def link_into_pod(final: Path, tmp: Path, name: str, target: Path) -> None:

@@ -16,7 +16,10 @@ filesystem allows, copies otherwise. Every one is checked against `pod.json`
 (images by id and by their pinned sha512 and size, volume and pod files by
 sha512 and size) before the bundle appears, built aside
 and renamed into place like any artifact; an existing bundle is never
-rewritten.
+rewritten. The pod's signature, `pod.json.sig`, travels beside its pod.json
+(not checked here: a bundle is checked where it is deployed); a pod signed
+after its bundle was written gets the signature added to the bundle, the
+only change a bundle ever sees.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ import stat
 from pathlib import Path, PurePosixPath
 
 from ..core.errors import ContractError, PodJsonError, UserError
-from ..core.fsops import ARTIFACT_FILE_MODE, building_dir, in_the_way, make_dirs
+from ..core.fsops import ARTIFACT_FILE_MODE, add_file, building_dir, in_the_way, make_dirs, write_file
 from ..core.hashing import AciIdCheck, Check, RecordingCheck, Sha256Check, Sha512Check, check_sha512_file, copy_file_verified, verify_file
 from ..core.oci import LAYOUT_DIR, MAX_SMALL_BLOB, blob_rel, parse_manifest
 from ..core.podjson import PodJson, read_pod_json
-from ..core.safeopen import open_published
+from ..core.safeopen import open_published, read_whole
+from ..core.signing import MAX_SIGNATURE, SIGNATURE_NAME
 
 # A hard link is impossible across filesystems, or where the kernel forbids it
 # (fs.protected_hardlinks, filesystems without links): copy instead.
@@ -80,6 +84,17 @@ def oci_entries(pod: PodJson, pod_dir: Path) -> dict[str, Check]:
             rel = f"{layout}/{blob_rel(blob['digest'])}"
             entries[rel] = Sha256Check(blob["digest"], rel)
     return entries
+
+
+def _signature(pod_dir: Path) -> bytes | None:
+    """The pod's `pod.json.sig` (at most MAX_SIGNATURE bytes, opened like every published
+    file: see `_open`), or None when it is unsigned."""
+    if not os.path.lexists(pod_dir / SIGNATURE_NAME):
+        return None
+    try:
+        return read_whole(_open(pod_dir, SIGNATURE_NAME), MAX_SIGNATURE, str(pod_dir / SIGNATURE_NAME))
+    except ContractError as err:
+        raise UserError(None, None, f"cannot bundle: {err}") from None
 
 
 def _resolve(pod_dir: Path, rel: str) -> Path:
@@ -138,8 +153,14 @@ def write_bundle(pod_dir: Path, bundle_dir: Path, shown: str | None = None) -> N
 
     `shown` is how messages name `bundle_dir` (e.g. relative to the release root)."""
     pod = _read_pod_json(pod_dir)
+    signature = _signature(pod_dir)
     if (bundle_dir / "pod.json").is_file():
-        return  # built artifacts are immutable
+        # built artifacts are immutable; a signature made since is added
+        if signature is not None and not os.path.lexists(bundle_dir / SIGNATURE_NAME):
+            if (bundle_dir / "pod.json").read_bytes() != pod.raw:
+                raise UserError(f"{shown or bundle_dir}/pod.json", None, "differs from the pod's; cannot add its signature")
+            add_file(bundle_dir / SIGNATURE_NAME, signature)
+        return
     if in_the_way(bundle_dir):
         raise UserError(f"{shown or bundle_dir}/", None, "is in the way of the bundle: it is not one (no pod.json); move it away")
     try:
@@ -148,6 +169,8 @@ def write_bundle(pod_dir: Path, bundle_dir: Path, shown: str | None = None) -> N
             _resolve(pod_dir, rel)  # every file is there before the bundle is begun
         with building_dir(bundle_dir) as tmp:
             _link_or_copy(pod_dir, "pod.json", tmp / "pod.json", RecordingCheck())
+            if signature is not None:
+                write_file(tmp / SIGNATURE_NAME, signature)
             for rel, check in entries.items():
                 make_dirs((tmp / rel).parent)
                 _link_or_copy(pod_dir, rel, tmp / rel, check)

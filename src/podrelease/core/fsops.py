@@ -169,6 +169,28 @@ def replace_file(path: Path, data: bytes, mode: int = ARTIFACT_FILE_MODE) -> Non
         raise
 
 
+def add_file(path: Path, data: bytes, mode: int = ARTIFACT_FILE_MODE) -> bool:
+    """Make `path` appear whole holding `data`, unless it exists (then leave it: False).
+
+    Written aside and hard-linked into place, which never replaces: a reader
+    sees no file or the whole file, and of two writers the first one stays.
+    """
+    sweep(path.parent)
+    tmp = path.parent / f"{_tmp_prefix(path.name)}{os.urandom(4).hex()}"
+    try:
+        write_file(tmp, data, mode)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True
+
+
 def write_file(path: Path, data: bytes, mode: int = ARTIFACT_FILE_MODE) -> None:
     """Create `path` (it must not exist) holding `data`, with exactly `mode` whatever the umask."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)

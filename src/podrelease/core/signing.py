@@ -2,8 +2,9 @@
 
 Trust model. A release signs one thing: the exact bytes of a pod directory's
 `pod.json`, into `pod.json.sig` beside it, in the namespace
-`podrelease-<channel>`. `pod.json` pins every other byte of the pod by
-sha512 (images, volume files), so checking the signature, then the hashes,
+`podrelease-<channel>`. `pod.json` pins every other byte of the pod
+(image ids, each image.aci's sha512 and size, OCI digests, each volume file's
+and pod file's sha512 and size), so checking the signature, then the pins,
 vouches for the whole pod. A host trusts the keys in its `allowed_signers`
 file (git's format); `namespaces="podrelease-prod,..."` there limits a key
 to some channels, `valid-before`/`valid-after` to a time window. A signature

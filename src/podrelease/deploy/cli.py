@@ -1,6 +1,6 @@
 """`ops-onboard`: install, switch and check pods on the machine it runs on.
 
-    ops-onboard [--root DIR] [--lock-timeout S] [--stop-timeout S] deploy SOURCE [--no-start]
+    ops-onboard [--root DIR] [--lock-timeout S] [--stop-timeout S] [--allowed-signers FILE] deploy SOURCE [--no-start]
                 [--timeout S] [--deadline S] [--attempts N] [--retry-delay S] [--[no-]progress]
     ops-onboard [--root DIR] list [--json]
     ops-onboard [--root DIR] status [--json]
@@ -24,6 +24,12 @@ traceback; a version that did not run healthy is followed by the last lines
 of the failing container's log. Set OPS_ONBOARD_DEBUG=1 to see the traceback
 of an internal error.
 
+With `--allowed-signers FILE` (or OPS_ONBOARD_ALLOWED_SIGNERS=FILE; git's
+allowed_signers format), `deploy` installs only pods whose `pod.json.sig`
+verifies (`ssh-keygen -Y verify`, namespace `podrelease-<channel>`) with a
+key FILE allows for the pod's channel; anything else is refused before DIR
+is touched.
+
 OPS_ONBOARD_NO_START=1 is for hosts that run no pods (no podman): `deploy`
 installs only, as with `--no-start`; `rollback` only switches `current`; and
 `undeploy` does not ask podman whether the version runs. The test suite sets
@@ -43,6 +49,7 @@ from ..core.errors import ContractError, printable
 from ..core.names import Label
 from .run import RunError
 from .store import Store
+from .trust import ALLOWED_SIGNERS_ENV, allowed_signers
 
 PROG = "ops-onboard"
 DEFAULT_ROOT = "/var/lib/ops"
@@ -101,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how long to wait for another ops-onboard on the same DIR (default 300)")
     common.add_argument("--stop-timeout", metavar="SECONDS", type=_positive, default=argparse.SUPPRESS,
                         help="how long a stopped pod gets after SIGTERM before SIGKILL (default 10)")
+    common.add_argument("--allowed-signers", metavar="FILE", default=argparse.SUPPRESS,
+                        help="deploy only pods signed by a key this allowed_signers file allows for "
+                             f"their channel (default ${ALLOWED_SIGNERS_ENV}; unset: signatures are not checked)")
 
     parser = _Parser(prog=PROG, description="Install and manage released pods on this machine.",
                      parents=[common])
@@ -175,8 +185,9 @@ def run(args: argparse.Namespace) -> int:
         # One deadline for the whole deploy, however many times it prepares (see Store.deploy).
         http = HttpOptions(attempts=args.attempts, backoff=args.retry_delay, timeout=args.timeout,
                            deadline=args.deadline, started=time.monotonic(), progress=args.progress)
+    signers = allowed_signers(getattr(args, "allowed_signers", None)) if args.command == "deploy" else None
     store = Store(Path(getattr(args, "root", DEFAULT_ROOT)), lock_timeout=getattr(args, "lock_timeout", 300.0),
-                  http=http, say=_err, stop_timeout=getattr(args, "stop_timeout", 10.0))
+                  http=http, say=_err, stop_timeout=getattr(args, "stop_timeout", 10.0), allowed_signers=signers)
     if args.command == "deploy":
         no_start = _no_start() if args.no_start is None else args.no_start
         _out(store.deploy(args.source, start=not no_start))

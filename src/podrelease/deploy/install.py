@@ -76,6 +76,7 @@ from .layout import (
 )
 from .records import write_record
 from .sources import TAR_SUFFIXES, Downloads, Source, open_source
+from .trust import check_signed
 
 if TYPE_CHECKING:
     from .fetching import HttpOptions
@@ -121,27 +122,32 @@ class Prepared:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def prepare(layout: Layout, spec: str, http: HttpOptions | None, say: Callable[[str], None]) -> Prepared:
+def prepare(layout: Layout, spec: str, http: HttpOptions | None, say: Callable[[str], None],
+            signers: Path | None = None) -> Prepared:
     """Fetch and check everything the pod `spec` names into a new staging directory below DIR.
 
     Needs no lock: it only reads DIR (the installed version and images, to
     know what to reuse or repair) and writes its own staging directory,
     which `fsops.sweep` leaves alone while this process lives. The caller
     commits the result under DIR's lock, and discards it in any case.
+    With `signers` (an allowed_signers file) the pod must be signed by a key
+    it allows for the pod's channel (trust.py), or nothing else is done.
     """
     staging = layout.staging("deploy")
     try:
-        return _prepare(layout, spec, staging, http, say)
+        return _prepare(layout, spec, staging, http, say, signers)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
 def _prepare(layout: Layout, spec: str, staging: Path, http: HttpOptions | None,
-             say: Callable[[str], None]) -> Prepared:
+             say: Callable[[str], None], signers: Path | None) -> Prepared:
     source = open_source(spec, staging, http)
     raw = source.read_pod_json(MAX_POD_JSON)
     pod = parse_pod_json(raw, source.describe("pod.json"))
+    if signers is not None:
+        check_signed(source, pod, signers)  # before anything else: an untrusted pod.json decides nothing
     label, version = pod.label, pod.version
     if version == CURRENT:
         raise ContractError(f"{source.describe('pod.json')}: version 'current' is reserved by ops-onboard "

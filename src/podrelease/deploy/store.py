@@ -8,6 +8,7 @@ module that does it. Where to read on:
     checks.py     images against their ids, versions against their records; `verify`
     history.py    `current` and .history.json; `activate` and `rollback`
     install.py    `deploy`: the install transaction, and why a crash cannot half-install
+    trust.py      `deploy --allowed-signers`: pod.json.sig checked before anything is written
     undeploy.py   `undeploy`: a version out, and the images only it used
     run.py        running versions under podman: `deploy` that runs, `start`, `stop`,
                   `rollback`, and why a crash cannot leave two versions running, or none
@@ -43,8 +44,10 @@ class Store:
     """The pods installed under one DIR; every public method takes the lock."""
 
     def __init__(self, root: Path, lock_timeout: float = 300.0, http: HttpOptions | None = None,
-                 say: Callable[[str], None] = lambda message: None, stop_timeout: float = 10.0):
+                 say: Callable[[str], None] = lambda message: None, stop_timeout: float = 10.0,
+                 allowed_signers: Path | None = None):
         self.root = Path(os.path.abspath(root))
+        self.allowed_signers = allowed_signers  # deploy installs only pods signed by a key it allows (trust.py)
         self.layout = Layout(self.root)
         self.lock_timeout = lock_timeout
         self.http = http
@@ -117,7 +120,7 @@ class Store:
         version (made current only once healthy; see run.py)."""
         self._make_root()
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
-            prepared = install.prepare(self.layout, spec, self.http, self.say)
+            prepared = install.prepare(self.layout, spec, self.http, self.say, self.allowed_signers)
             try:
                 with self.locked():
                     try:

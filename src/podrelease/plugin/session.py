@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..core import locks
+from ..core import locks, signing
 from ..core.errors import PodreleaseError, UserError, UserErrors, collect, distinct
 from ..core.names import quoted
 from ..model import instructions, rules
@@ -247,6 +247,7 @@ class Release:
         self.images = str(root.path / "images")
         self.found: dict[str, bool] = {}  # pod.json files, as they were when tasks were made
         self.remote = None  # the root's registry (`build.publishing.Publisher`), if it has one
+        self.signing_key = signing.signing_key()  # None: pods are released unsigned
 
     def found_at_start(self, path: str) -> bool:
         """Whether a file existed when the tasks were made: asked several times per release
@@ -264,6 +265,9 @@ class Release:
         The caches are saved only once everything loaded and planned: a
         mistake writes nothing.
         """
+        key = signing.signing_key()
+        if key is not None and not key.is_file():
+            raise UserError(str(key), None, f"no such file ({signing.KEY_ENV} names the key that signs pods)")
         read = read_root(root)
         release = cls(root, read.index, read.planner, Revisions(None, {}))
         release.remote = open_remote(root)
@@ -329,6 +333,17 @@ class Release:
 
     def pod_json_path(self, pod: PodAssembly) -> str:
         return self.pod_json(pod.name)
+
+    def pod_done(self, name: str) -> bool:
+        """Release `name`'s pod is assembled, and signed if this run signs (a key set
+        later adds the missing signature, nothing else), as it was when tasks were made.
+        A pod only in the registry is restored as it was published, signed or not."""
+        if not self.present_at_start(name):
+            return False
+        pod_json = self.pod_json(name)
+        if self.signing_key is None or not self.found_at_start(pod_json):
+            return True
+        return os.path.lexists(os.path.join(os.path.dirname(pod_json), signing.SIGNATURE_NAME))
 
     def volume_present(self, check: VolumeCheck) -> bool:
         from ..build import assembly
@@ -417,8 +432,9 @@ class Release:
         return {name: yanked for name, yanked, _ in self.index.releases}
 
     def pending(self, name: str) -> bool:
-        """A release that is neither yanked nor assembled (a pod directory with a pod.json)."""
-        return not self.yanked[name] and not self.present_at_start(name)
+        """A release that is neither yanked nor assembled (a pod directory with a pod.json,
+        here or in the registry, and its pod.json.sig when this run signs)."""
+        return not self.yanked[name] and not self.pod_done(name)
 
     def dependencies(self, group: str, sub: str) -> list[str]:
         """The task_dep of task `group:sub`, as its creator below gives them."""
@@ -439,7 +455,7 @@ class Release:
     def group_dependencies(self, group: str) -> list[str]:
         """The task_dep of every task of a group."""
         if group == "release":
-            return [f"pod:{name}" for name, yanked, _ in self.index.releases if not yanked and not self.present_at_start(name)]
+            return [f"pod:{name}" for name, _, _ in self.index.releases if self.pending(name)]
         if group == "bundle":
             return [f"release:{name}" for name, _, _ in self.index.releases]
         if group in ("pod", "image"):
@@ -589,8 +605,11 @@ class Release:
                     self.remote.ensure_volume(volume.mount.label, volume.version)
         with locks.holding(self.root.path, f"pod:{pod.name}"):
             if os.path.isfile(self.pod_json_path(pod)):
-                return {}  # another run assembled it meanwhile
-            assembly.assemble_pod(self.root, pod)
+                # assembled before (or by another run meanwhile): only its signature may be missing
+                if self.signing_key is not None:
+                    assembly.sign_pod(self.root, pod, self.signing_key)
+                return {}
+            assembly.assemble_pod(self.root, pod, self.signing_key)
         if self.remote is not None:
             self.push_bases(pod)
             with locks.holding(self.root.path, f"pod:{pod.name}"):
@@ -610,7 +629,7 @@ class Release:
                 "name": pod.name,
                 "actions": [guarded(self.assemble_pod, pod, self.plan.releases[pod.name].tip)],
                 "io": NO_CAPTURE,
-                "uptodate": [assembled],
+                "uptodate": [self.pod_done(pod.name)],
                 "task_dep": needs,
             }
 
@@ -718,7 +737,8 @@ class Release:
                 actions=[guarded(self.publish, name, tip)],
                 uptodate=[True if done else functools.partial(self.released, name, tip, yanked)],
                 # an assembled pod is immutable: only its tip may still need moving
-                task_dep=[] if assembled else [f"pod:{name}"],
+                # (and its signature, when this run signs and it has none)
+                task_dep=[f"pod:{name}"] if self.pending(name) else [],
             )
         self.found.clear()  # the largest thing loading leaves behind: doit's run needs the memory
 
@@ -740,6 +760,14 @@ class Release:
         with locks.holding(self.root.path, f"bundle:{pod.name}"):
             bundles.write_bundle(Path(self.pod_json_path(pod)).parent, bundle, self.root.shown(bundle))
 
+    def bundle_done(self, pod: PodAssembly, bundle: Path) -> bool:
+        """Written, with the pod's signature if it has one (or this run signs)."""
+        if not os.path.isfile(bundle / POD_JSON):
+            return False
+        signed = self.signing_key is not None or os.path.lexists(
+            os.path.join(os.path.dirname(self.pod_json_path(pod)), signing.SIGNATURE_NAME))
+        return not signed or os.path.lexists(bundle / signing.SIGNATURE_NAME)
+
     def task_bundle(self):
         """Write a pod's self-contained bundle (releasing the pod first if needed)."""
         for pod in self.picked("bundle", self.plan.pods) if self.wanted("bundle") is not False else ():
@@ -748,7 +776,7 @@ class Release:
                 "name": pod.name,
                 "actions": [guarded(self.write_bundle, pod)],
                 "io": NO_CAPTURE,
-                "uptodate": [os.path.isfile(bundle / POD_JSON)],
+                "uptodate": [self.bundle_done(pod, bundle)],
                 "task_dep": [f"release:{pod.name}"],
             }
         loading_done()  # the last creator doit calls (they are called in the order they are defined)

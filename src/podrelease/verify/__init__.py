@@ -15,22 +15,27 @@ fault is one line (report.py).
 - check: images (images.py), pod directories (pods.py), tips (tips.py),
   instructions against their pod directories (agreement.py), pending
   instructions that cannot be released and released versions whose
-  instruction was deleted (pending.py), drift (drift.py);
+  instruction was deleted (pending.py), drift (drift.py), and with allowed
+  signers each pod's signature (signatures.py, on the hashing threads);
 - sort the problems by path.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..build import archive
 from ..model.layout import ReleaseRoot
-from . import agreement, drift, images, pending, pods, scan, sources, tips
+from . import agreement, drift, images, pending, pods, scan, signatures, sources, tips
 from .report import Problem, Problems, Report
 
 __all__ = ["Problem", "Report", "verify"]
 
 
-def verify(root: ReleaseRoot, workers: int | None = None) -> Report:
-    """Check everything under `root`; return every problem, sorted by path."""
+def verify(root: ReleaseRoot, workers: int | None = None, allowed_signers: Path | None = None) -> Report:
+    """Check everything under `root`; return every problem, sorted by path.
+
+    With `allowed_signers`, every pod must be signed by a key it allows for the pod's channel."""
     problems = Problems(root)
     found = scan.Scan(root)
 
@@ -45,7 +50,9 @@ def verify(root: ReleaseRoot, workers: int | None = None) -> Report:
     planned = sources.plan(problems, build_files, loaded, defaults, build_errors or default_errors)
 
     drift_jobs = drift.drift_jobs(found, build_files, sources.builds(planned))
-    scan.run_in_parallel(scan.hash_jobs(found) + [job.compute for job in drift_jobs], workers or archive.default_workers())
+    signature_checks = signatures.signature_jobs(found, allowed_signers)
+    scan.run_in_parallel(scan.hash_jobs(found) + [job.compute for job in drift_jobs] + signatures.jobs(signature_checks),
+                         workers or archive.default_workers())
 
     for image in found.images.values():
         images.check_image(problems, image)  # first: a broken image is not blamed on its pods
@@ -61,5 +68,6 @@ def verify(root: ReleaseRoot, workers: int | None = None) -> Report:
         pending.check_without_instruction(found, problems, home)
     for job in drift_jobs:
         drift.report_drift(problems, job)
+    signatures.report_signatures(problems, signature_checks)
 
     return Report(problems.sorted(), found.checked)

@@ -20,6 +20,7 @@ from ..build import imaging
 from ..core.errors import PodJsonError
 from ..core.names import quoted
 from ..core.podjson import MAX_POD_JSON, Pin, PodJson, read_pod_json
+from ..core.signing import SIGNATURE_NAME
 from ..model.layout import POD_JSON
 from .report import WARNING, Problems, short
 from .scan import Home, PodDir, Scan
@@ -113,7 +114,7 @@ def check_pod_links(scan: Scan, problems: Problems, pod: PodDir) -> None:
     doc = pod.doc
     if doc is None:
         return
-    expected = {POD_JSON} | {i.name for i in doc.images} | {v.name for v in doc.volumes} | {f.path for f in doc.files}
+    expected = {POD_JSON, SIGNATURE_NAME} | {i.name for i in doc.images} | {v.name for v in doc.volumes} | {f.path for f in doc.files}
     for entry in entries:
         if not entry.name.startswith(".") and entry.name not in expected:
             problems.report("pod", Path(entry.path), "not named in pod.json", WARNING)

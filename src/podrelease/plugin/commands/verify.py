@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 from doit.cmd_base import Command
 
@@ -32,10 +33,21 @@ opt_strict = {
 }
 
 
+opt_allowed_signers = {
+    "name": "allowed_signers",
+    "short": "",
+    "long": "allowed-signers",
+    "type": str,
+    "default": "",
+    "help": "an allowed_signers file (git's format): every pod must carry pod.json.sig, "
+            "signed by a key it allows for the pod's channel",
+}
+
+
 class Verify(Command):
     name = "verify"
     doc_purpose = "check the release root's images, pods, tips and instructions; repair nothing"
-    doc_usage = "[--json] [--strict]"
+    doc_usage = "[--json] [--strict] [--allowed-signers FILE]"
     doc_description = """\
 Checks every image (image.aci decompresses; its sha512 equals the sha512 file,
 build.json and every pod.json id naming it), every pod directory (pod.json
@@ -47,6 +59,9 @@ version) and every instruction (loads; agrees with its pod directory).
 Reports a pending instruction that cannot be released (a missing volume
 version, a missing pod or image rule), and a released version whose
 instruction was deleted (a warning; an error when tip points at it).
+With --allowed-signers FILE, every pod directory's pod.json.sig must verify
+(ssh-keygen -Y verify, namespace podrelease-<channel>) with a key FILE allows
+for the pod's channel.
 Warns when an image's rule or input files changed since its newest version was
 built (drift: the version was not bumped).
 Prints one `path[:line]: message` line per problem, then a summary.
@@ -54,7 +69,7 @@ Exit status: 0 if there is no error (warnings allowed unless --strict), 1
 otherwise. Reads only; never writes.
 The release root is $RELEASE_ROOT, else the dodo file's folder (or --dir)."""
 
-    cmd_options = (opt_json, opt_strict, *ROOT_OPTIONS)
+    cmd_options = (opt_json, opt_strict, opt_allowed_signers, *ROOT_OPTIONS)
 
     def execute(self, params, args):
         if args:
@@ -65,7 +80,13 @@ The release root is $RELEASE_ROOT, else the dodo file's folder (or --dir)."""
         if problem:
             sys.stderr.write(f"ERROR: {printable(str(problem))}\n")
             return USAGE_ERROR
-        report = verify(root)
+        signers = None
+        if params.get("allowed_signers"):
+            signers = Path(os.path.abspath(params["allowed_signers"]))
+            if not signers.is_file() or not os.access(signers, os.R_OK):
+                sys.stderr.write(f"ERROR: allowed signers file {signers}: missing or unreadable\n")
+                return USAGE_ERROR
+        report = verify(root, allowed_signers=signers)
         try:
             if params.get("json"):
                 sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
