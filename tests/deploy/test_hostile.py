@@ -186,6 +186,19 @@ def test_a_member_pod_json_names_must_be_one_regular_file(host, good_bundle, tmp
     assert says in refused(host, archive, file_size=SMALL_FILES)
 
 
+def test_oci_blobs_of_a_bundle_tarball_may_not_hold_more_than_what_pod_json_pins_allows(host, good_bundle, tmp_path):
+    # An image pinning an OCI manifest lets any `<image>/oci/blobs/sha256/<hex>` through (their
+    # sizes are in the manifest, not in pod.json): their total is bounded instead.
+    bundle = tmp_path / "copy"
+    shutil.copytree(good_bundle, bundle)
+    doc = json.loads((bundle / "pod.json").read_text())
+    doc["images"][0]["oci"] = "sha256:" + "a" * 64
+    (bundle / "pod.json").write_text(json.dumps(doc))
+    blobs = [member(f"frontend/oci/blobs/sha256/{i:064x}", 10 << 20) for i in range(10)]
+    line = refused(host, bundle_tarball(tmp_path, bundle, blobs, first=True), file_size=SMALL_FILES)
+    assert "the files pod.json names hold more than" in line
+
+
 def test_a_volume_tarball_expanding_past_its_limit_is_refused(host, tmp_path):
     release = ReleaseRoot(tmp_path / "release")
     buf = io.BytesIO()

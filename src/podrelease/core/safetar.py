@@ -230,16 +230,19 @@ def find_member(archive: Path, what: str, accept: Callable[[str], bool], limit: 
     return _streamed(archive, what, work)
 
 
-def extract_named(archive: Path, dest: Path, what: str, limit_of: Callable[[str], int | None]) -> None:
+def extract_named(archive: Path, dest: Path, what: str, limit_of: Callable[[str], int | None],
+                  total: int | None = None) -> None:
     """Write to `dest` the regular files whose normalized name `limit_of` gives a limit (bytes).
 
     `limit_of(name)` is None for a member to skip: it is never written nor
     looked at. A member to keep must be a regular file within its limit,
     and appear once; it is written with mode 0644 below `dest`, whose
     subdirectories are made as needed (the archive's own directory entries
-    are not extracted; no link of any kind is).
+    are not extracted; no link of any kind is). With `total`, the members
+    kept may hold at most that many bytes in all.
     """
     seen: set[str] = set()
+    written = [0]  # bytes of the members kept so far
 
     def work(tar: tarfile.TarFile) -> None:
         for member in _members(tar, archive, what):
@@ -251,6 +254,10 @@ def extract_named(archive: Path, dest: Path, what: str, limit_of: Callable[[str]
                 raise _refuse(what, member, "is not a regular file")
             if member.size > limit:
                 raise _refuse(what, member, f"is larger than {limit} bytes")
+            written[0] += member.size
+            if total is not None and written[0] > total:
+                raise UnsafeArchiveError(f"{what}: the files pod.json names hold more than {total} bytes "
+                                         "in all; refusing the archive")
             if name in seen:
                 raise _refuse(what, member, "appears twice")
             seen.add(name)

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2")
 MAX_BUNDLE_FILE = 16 << 30  # bytes of one file of a bundle tarball
+OCI_OVERHEAD = 64 << 20  # bytes of a bundle beyond twice what pod.json pins
 OCI_BLOB = re.compile(r"blobs/sha256/[0-9a-f]{64}\Z")
 DOWNLOADS_AT_ONCE = 4  # files of one pod fetched at the same time
 
@@ -252,6 +253,13 @@ def bundle_limits(pod: PodJson) -> Callable[[str], int | None]:
     return limit_of
 
 
+def bundle_total(pod: PodJson) -> int:
+    """The most bytes a bundle's files may hold in all: what pod.json pins, twice over (an
+    image's OCI layers hold what its image.aci holds, and are pinned only by its manifest),
+    and OCI_OVERHEAD more for manifests, configs and the small files."""
+    return 2 * sum(pin.size for pin in pod.pins().values()) + OCI_OVERHEAD
+
+
 def _open_tarball(path: Path, spec: str, staging: Path) -> DirSource:
     """Extract what the tarball's pod.json names below `staging`, and read it from there."""
     found = find_member(path, spec, _is_pod_json, MAX_POD_JSON)
@@ -259,13 +267,14 @@ def _open_tarball(path: Path, spec: str, staging: Path) -> DirSource:
         raise FetchError(f"{spec}: no pod.json at its top or in a top-level directory")
     name, raw = found
     prefix = name[: -len("pod.json")]  # "" or "<top-level directory>/"
-    limit_of = bundle_limits(parse_pod_json(raw, f"{spec}:{name}"))
+    pod = parse_pod_json(raw, f"{spec}:{name}")
+    limit_of = bundle_limits(pod)
 
     def limit(member: str) -> int | None:
         return limit_of(member[len(prefix):]) if member.startswith(prefix) else None
 
     extracted = staging / "bundle"
-    extract_named(path, extracted, spec, limit)
+    extract_named(path, extracted, spec, limit, total=bundle_total(pod))
     return DirSource(extracted / prefix, spec, move=True)
 
 
