@@ -95,7 +95,7 @@ def check_label_path(text: str, what: str = "label path") -> str:
     return text
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Label:
     """`//<path>:<name>`; `path` is '' for the top of the tree."""
 

@@ -20,7 +20,7 @@ PARAMETER_KEYS = frozenset({"args", "environment"})
 CHANNEL_KEYS = frozenset({"parameters"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Parameters:
     """A channel's customization: args appended to every app, environment added."""
 
@@ -34,7 +34,7 @@ class Parameters:
         return Parameters(base.args + self.args, tuple(environment.items()))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pin:
     """An explicit version for one image or volume of the pod."""
 
@@ -43,7 +43,7 @@ class Pin:
     line: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Instruction:
     path: Path
     shown: str

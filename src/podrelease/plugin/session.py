@@ -70,14 +70,20 @@ def load_plan(root: ReleaseRoot, cache: InstructionCache | None = None, build_fi
 
     `build_files` and `scan` are what the caller has already read, if anything.
     """
+    build_files, loaded = read_files(root, cache, build_files, scan)
+    plan = make_plan(build_files, loaded, channel_defaults(root, {i.channel for i in loaded}))
+    return plan, {r.label: r for b in build_files for r in b.images.values()}
+
+
+def read_files(root: ReleaseRoot, cache: InstructionCache | None = None, build_files: list[BuildFile] | None = None,
+               scan: ChannelScan | None = None) -> tuple[list[BuildFile], list[Instruction]]:
+    """Every build file and instruction, reporting every mistake of both."""
     load = cache.load if cache is not None else None
-    loaded: list[Instruction]
-    build_files, loaded = collect(
+    found_build_files, loaded = collect(
         (lambda: build_files) if build_files is not None else (lambda: rules.load_all(root)),
         lambda: instructions.load_all(root.instruction_paths(scan), load),
     )
-    plan = make_plan(build_files, loaded, channel_defaults(root, {i.channel for i in loaded}))
-    return plan, {r.label: r for b in build_files for r in b.images.values()}
+    return found_build_files, loaded
 
 
 def open_remote(root: ReleaseRoot):
@@ -97,10 +103,13 @@ def _link_text(link: Path) -> str | None:
         return None
 
 
-def planned_from(root: ReleaseRoot, build_files: list[BuildFile]) -> tuple[Plan, dict]:
-    """The whole plan, from build files already read and the instruction cache."""
+def planned_from(root: ReleaseRoot, build_files: list[BuildFile], index: PlanIndex) -> tuple[Plan, dict]:
+    """The whole plan, from build files already read and the instruction cache, made again
+    when a run needs it: it must be the plan `index` was made from."""
     cache = InstructionCache(root)
     planned = load_plan(root, cache, build_files)
+    if planned[0].index() != index:
+        raise UserError(root.shown(root.channels), None, "changed while doit was reading it; run doit again")
     cache.save()
     return planned
 
@@ -143,13 +152,15 @@ def read_root(root: ReleaseRoot) -> ReadRoot:
     try:
         scan = scan_channels(root)
         plans = PlanCache(root, scan)
-        index = plans.index()
-        if index is not None:
+        remembered = plans.index()
+        if remembered is not None:
             build_files = rules.load_all(root)  # always read: they name source files that may have gone
-            return ReadRoot(index, scan, functools.cache(lambda: planned_from(root, build_files)), lambda: None)
+            return ReadRoot(remembered, scan, functools.cache(lambda: planned_from(root, build_files, remembered)), lambda: None)
         cache = InstructionCache(root)
-        planned = load_plan(root, cache, scan=scan)
-        index = planned[0].index()
+        build_files, loaded = read_files(root, cache, scan=scan)
+        index = make_plan(build_files, loaded, channel_defaults(root, {i.channel for i in loaded})).index()
+        del loaded  # the plan is made again if a task needs it: a large root's instructions and plan
+        # would otherwise stay in memory beside doit's tasks, most often for nothing
     except BaseException:
         gc.enable()  # a mistake ends the command; the host process (a test) goes on
         raise
@@ -158,7 +169,7 @@ def read_root(root: ReleaseRoot) -> ReadRoot:
         cache.save()
         plans.save(index)
 
-    return ReadRoot(index, scan, lambda: planned, save)
+    return ReadRoot(index, scan, functools.cache(lambda: planned_from(root, build_files, index)), save)
 
 
 @dataclass(frozen=True)
