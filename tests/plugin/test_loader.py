@@ -6,6 +6,7 @@ import gc
 import os
 import time
 
+import pytest
 from doit.doit_cmd import DoitMain
 
 from podrelease.model.layout import ReleaseRoot
@@ -95,3 +96,18 @@ def test_the_dodo_file_creators_find_the_command(example, monkeypatch):
     finally:
         tasks._planned.cache_clear()
         tasks._release.cache_clear()
+
+
+def test_a_root_that_changes_while_it_is_read_is_refused_rather_than_planned_wrong(example):
+    from podrelease.core.errors import UserError
+    from podrelease.plugin.session import loading_done, read_root
+
+    settled_release(example)
+    try:
+        read = read_root(ReleaseRoot(example))
+        instruction = example / "channels/staging/web/frontend/1.2.0.yaml"
+        instruction.write_text(instruction.read_text() + "yanked: true\n")
+        with pytest.raises(UserError, match="changed while doit was reading it"):
+            read.planner()
+    finally:
+        loading_done()
