@@ -26,6 +26,7 @@ from podrelease.build.bundles import write_bundle
 
 from httpservers import StaticServer
 from podfactory import ReleaseRoot, standard_pod, tree
+from sshkeys import HAVE_SSH_KEYGEN, allowed_signers, make_key
 
 _BESIDE = Path(sys.executable).parent / "ops-onboard"
 OPS_ONBOARD = str(_BESIDE) if _BESIDE.exists() else (shutil.which("ops-onboard") or "ops-onboard")
@@ -189,6 +190,16 @@ def test_an_endless_chunked_pod_json_is_refused_at_one_mib(server, deployed):
     before = tree(deployed)
     line = refused(onboard(deployed, "deploy", url(server)))
     assert "pod.json: more than the 1048576 bytes it may have" in line
+    assert tree(deployed) == before
+
+
+@pytest.mark.skipif(not HAVE_SSH_KEYGEN, reason="ssh-keygen (openssh-client) is not installed")
+def test_an_endless_signature_is_refused_at_64_kib(server, deployed, tmp_path):
+    signers = allowed_signers(tmp_path / "allowed", ("ops@example.com", make_key(tmp_path / "keys", "ops"), ""))
+    server.always("pod.json.sig", "endless")
+    before = tree(deployed)
+    line = refused(onboard(deployed, "deploy", "--allowed-signers", str(signers), url(server)))
+    assert "not signed" in line and "pod.json.sig: more than the 65536 bytes it may have" in line
     assert tree(deployed) == before
 
 
