@@ -135,9 +135,11 @@ def merged_app(image_app: dict, pod: PodAssembly, image: str) -> dict:
 
 
 def pod_manifest(pod: PodAssembly, ids: dict[str, str], apps: dict[str, dict | None]) -> dict:
-    """`apps` holds each image's own app, read from the built image: an image
-    built from an older revision runs what that revision said."""
-    """The appc PodManifest: one app per image, one host volume per volume."""
+    """The appc PodManifest: one app per image, one host volume per volume.
+
+    `apps` holds each image's own app, read from the built image: an image
+    built from an older revision runs what that revision said. `doit verify`
+    recomputes released manifests with this very function."""
     runtime_apps = []
     for build in pod.images:
         rule = build.rule

@@ -15,7 +15,9 @@ fault is one line (report.py).
 - check: images (images.py), pod directories (pods.py), tips (tips.py),
   instructions against their pod directories (agreement.py), pending
   instructions that cannot be released and released versions whose
-  instruction was deleted (pending.py), drift (drift.py), and with allowed
+  instruction was deleted (pending.py), each pod's manifest against what its
+  image, pod rule and channel parameters give (manifests.py), drift
+  (drift.py), and with allowed
   signers each pod's signature (signatures.py, on the hashing threads);
 - sort the problems by path.
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from ..build import archive
 from ..model.layout import ReleaseRoot
-from . import agreement, drift, images, pending, pods, scan, signatures, sources, tips
+from . import agreement, drift, images, manifests, pending, pods, scan, signatures, sources, tips
 from .report import Problem, Problems, Report
 
 __all__ = ["Problem", "Report", "verify"]
@@ -64,6 +66,7 @@ def verify(root: ReleaseRoot, workers: int | None = None, allowed_signers: Path 
         agreement.check_agreement(found, problems, instruction)
     for assembly in planned:
         pending.check_pending(found, problems, assembly)
+        manifests.check_manifest(found, problems, assembly)
     for home in found.homes:
         pending.check_without_instruction(found, problems, home)
     for job in drift_jobs:

@@ -54,7 +54,8 @@ build.json and every pod.json id naming it), every pod directory (pod.json
 parses and matches the spec; every symlink is relative, resolves and stays
 inside the release root; the referenced image and volume versions exist;
 each image.aci, volume file and pod file has the sha512 and size pod.json
-pins), every tip (points at the highest released
+pins; its manifest is what its images, pod rule and channel parameters
+give), every tip (points at the highest released
 version) and every instruction (loads; agrees with its pod directory).
 Reports a pending instruction that cannot be released (a missing volume
 version, a missing pod or image rule), and a released version whose
