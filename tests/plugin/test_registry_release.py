@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -67,11 +69,25 @@ def test_a_runner_pushes_everything_it_releases(tmp_path, registry, prefix):
         registry.digest(f"{prefix}/channels/staging/web/frontend", "1.2.0")
 
 
-def test_a_pushed_image_runs_from_the_registry_by_its_version_tag(tmp_path, registry, prefix):
+def test_a_pushed_image_runs_under_podman_from_its_version_tag(tmp_path, registry, prefix):
     a = runner(tmp_path, "a")
     doit(a, env=registry.env(prefix), check=True)
-    inspected = registry.skopeo("inspect", f"docker://{registry.host}/{prefix}/images/web/frontend:1.1.0").stdout
-    assert '"io.podrelease.image.id"' in inspected
+    conf = tmp_path / "containers.conf"  # as tests/deploy/podmanhelpers.py runs podman on these machines
+    conf.write_text('[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\n'
+                    'events_logger = "file"\nruntime = "runc"\n')
+    store = Path(tempfile.mkdtemp(prefix="pr", dir="/tmp"))  # a short --runroot: socket paths are short
+    try:
+        ran = subprocess.run(
+            ["podman", "--root", str(store / "r"), "--runroot", str(store / "rr"), "run", "--rm", "--entrypoint", "/bin/busybox",
+             f"{registry.host}/{prefix}/images/web/logship:1.2.0", "echo", "ran from the registry"],
+            env={**os.environ, **registry.env(prefix), "CONTAINERS_CONF": str(conf)},
+            capture_output=True, text=True, timeout=300)
+    finally:
+        subprocess.run(["podman", "--root", str(store / "r"), "--runroot", str(store / "rr"), "system", "reset", "--force"],
+                       capture_output=True, timeout=120, env={**os.environ, "CONTAINERS_CONF": str(conf)})
+        shutil.rmtree(store, ignore_errors=True)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "ran from the registry"
 
 
 def test_a_fresh_runner_builds_nothing_and_sees_everything_released(tmp_path, registry, prefix):
