@@ -209,6 +209,7 @@ SHAPE_CASES = [
     "instr-control-rule",
     "instr-long-environment-name",
     "instr-long-pin-label",
+    "instr-long-revision",
 ]
 
 # Bad files of a shape case whose own mistake is not about shape (not checked).

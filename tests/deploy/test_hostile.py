@@ -354,6 +354,11 @@ def test_a_version_of_255_characters_and_a_label_of_the_longest_names_deploy_and
         assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
 
 
+def test_a_revision_of_a_megabyte_is_refused_in_one_line(host, tmp_path):
+    line = refused(host, bundle_of(tmp_path, pod_doc(revision="9f" * 500_000)))
+    assert "revision '9f9f9f" in line and "is longer than 255 characters" in line
+
+
 def test_a_version_longer_than_255_characters_is_refused_in_one_line(host, tmp_path):
     line = refused(host, bundle_of(tmp_path, pod_doc(version="1." + "0" * 254)))
     assert "version '1.000" in line and "is not a valid version" in line

@@ -315,6 +315,8 @@ def parse_document(doc: object, raw: bytes = b"") -> PodJson:
     revision = doc["revision"]
     if revision is not None and not isinstance(revision, str):
         raise PodJsonError("revision must be a string or null")
+    if revision is not None and len(revision) > MAX_NAME:  # `list` shows it; a commit id is 40 or 64 hex
+        raise PodJsonError(f"revision {quoted(revision)} is longer than {MAX_NAME} characters")
 
     images: list[ImageRef] = []
     for i, item in enumerate(_list(doc["images"], "images")):

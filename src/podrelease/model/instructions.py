@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import UserError, UserErrors
-from ..core.names import Label, check_version
+from ..core.names import MAX_NAME, Label, check_version, quoted
 from .documents import ANY_KEY, Fields, load
 from .layout import InstructionPath
 from .rules import environment
@@ -75,6 +75,9 @@ def load_instruction(where: InstructionPath) -> Instruction:
     yanked = fields.flag(("yanked",), "yanked") if top.get("yanked") is not None else False
     if "reason" in top and not yanked:
         raise doc.error(("reason",), "reason is only for a yanked instruction (yanked: true)")
+    revision = fields.optional_text(("revision",), "revision")
+    if revision is not None and len(revision) > MAX_NAME:  # it goes into pod.json, which hosts bound alike
+        raise doc.error(("revision",), f"revision {quoted(revision)} is longer than {MAX_NAME} characters")
     return Instruction(
         path=where.path,
         shown=where.shown,
@@ -83,7 +86,7 @@ def load_instruction(where: InstructionPath) -> Instruction:
         version=where.version,
         rule=rule,
         rule_line=doc.line(("rule",)) if "rule" in top else None,
-        revision=fields.optional_text(("revision",), "revision"),
+        revision=revision,
         revision_line=doc.line(("revision",)) if "revision" in top else None,
         dirty=fields.flag(("dirty",), "dirty") if top.get("dirty") is not None else False,
         images=_pins(fields, "images"),
