@@ -25,6 +25,7 @@ from ..core.errors import IntegrityError, RegistryError, UserError
 from ..core.hashing import sha512_file
 from ..core.names import Label
 from ..core.podjson import PodJson, read_pod_json
+from ..core.signing import SIGNATURE_NAME
 from ..model.layout import POD_JSON, ReleaseRoot
 from ..model.plan import TipUpdate
 from ..model.settings import Setting, registry_setting
@@ -122,12 +123,12 @@ class Publisher:
 
     # ---------------------------------------------------------------- restore (the caller holds the artifact's lock)
 
-    def ensure_image(self, label: Label, version: str, expect_oci: str | None = None) -> None:
+    def ensure_image(self, label: Label, version: str, expect_oci: str | None = None, aci_size: int | None = None) -> None:
         """The image on disk, restored from the registry if it is only there."""
         target = self.root.image_dir(label, version)
         if (target / imaging.SHA512_FILE).is_file():
             return
-        self.store.restore_image(self._repository("image", label), version, target, expect_oci)
+        self.store.restore_image(self._repository("image", label), version, target, expect_oci, aci_size)
 
     def ensure_volume(self, label: Label, version: str) -> None:
         if assembly.volume_files(self.root, label, version, checked=False):
@@ -147,7 +148,7 @@ class Publisher:
             record = read_pod_json(tmp / POD_JSON, reference)
             _check_pod_files(record, tmp, reference)
             for image in record.images:
-                self.ensure_image(image.label, image.version, image.oci)
+                self.ensure_image(image.label, image.version, image.oci, image.aci.size)
                 assembly.link_into_pod(final, tmp, image.name, self.root.image_dir(image.label, image.version))
             for volume in record.volumes:
                 self.ensure_volume(volume.label, volume.version)
@@ -203,21 +204,16 @@ def _chooser(tip: TipUpdate):
     return lambda versions: tip_version(versions, tip.yanked)
 
 
-def _pod_file_names(record: PodJson) -> set[str]:
-    return {f if isinstance(f, str) else f.path for f in record.files}
-
-
 def _check_pod_files(record: PodJson, pod_dir: Path, reference: str) -> None:
-    """A restored pod directory holds pod.json, its signature, and the files pod.json names: nothing else."""
-    allowed = {POD_JSON, POD_JSON + ".sig"} | _pod_file_names(record)
+    """A restored pod directory holds pod.json, its signature, and the files pod.json pins, as pinned: nothing else."""
+    allowed = {POD_JSON, SIGNATURE_NAME} | {f.path for f in record.files}
     for entry in os.scandir(pod_dir):
         if entry.name not in allowed:
             raise IntegrityError(f"{reference}: holds {entry.name!r}, which its pod.json does not name")
     for f in record.files:
-        expected = getattr(f, "sha512", None)
-        path = getattr(f, "path", f)
-        if expected is not None and sha512_file(pod_dir / str(path)) != expected:
-            raise IntegrityError(f"{reference}: file {path!r} does not match its sha512 in pod.json")
+        path = pod_dir / f.path
+        if path.stat().st_size != f.size or sha512_file(path) != f.sha512:
+            raise IntegrityError(f"{reference}: file {f.path!r} is not the one pod.json pins")
 
 
 def _check_volume(record: PodJson, name: str, pod_dir: Path, volume_dir: Path, reference: str) -> None:

@@ -8,9 +8,11 @@ tarball: every byte is checked against pod.json before anything is
 installed, and the files are moved, not copied, into place.
 
 Images are pulled by digest, never by tag: a tag moved behind our back
-cannot change what a pod.json pins. Each pull is bounded: the pod artifact
-by a fixed cap, each image and volume by what its manifest declares, which
-must match pod.json.
+cannot change what a pod.json pins. Each pull is bounded before it starts,
+by the sizes its manifest declares: the pod artifact by a fixed cap, an
+image's ACI companion by the image.aci size pod.json pins, a volume by the
+sizes of its files in pod.json. (The OCI image itself is the one its pinned
+digest names.)
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def pull_bundle(url: str, staging: Path) -> DirSource:
                 raise FetchError(f"{url}: image {image.name} has no OCI digest in pod.json, so it cannot come from a registry")
             restored = staging / "images" / image.name
             restored.parent.mkdir(exist_ok=True)
-            store.restore_image(reference.registry.image(image.label.path, image.label.name), image.version, restored, image.oci)
+            store.restore_image(reference.registry.image(image.label.path, image.label.name), image.version, restored,
+                                image.oci, image.aci.size)
             where = bundle / Path(image.path).parent
             where.mkdir(parents=True, exist_ok=True)
             shutil.move(restored / "image.aci", bundle / image.path)
@@ -55,7 +58,8 @@ def pull_bundle(url: str, staging: Path) -> DirSource:
             shutil.move(restored / oci.LAYOUT_DIR / "blobs", where / oci.LAYOUT_DIR / "blobs")
         for volume in pod.volumes:
             repository = reference.registry.volume(volume.label.path, volume.label.name)
-            store.fetch_files(f"{repository}:{tag_of(volume.version)}", bundle / volume.name, VOLUME_TYPE)
+            store.fetch_files(f"{repository}:{tag_of(volume.version)}", bundle / volume.name, VOLUME_TYPE,
+                              sum(f.size for f in volume.files))
     except (PodreleaseError, OSError, ValueError) as err:
         if isinstance(err, PodreleaseError):
             raise

@@ -53,6 +53,7 @@ VOLUME_TYPE = "application/vnd.podrelease.volume.v1"
 MEDIA_ACI = "application/vnd.appc.aci+gzip"
 LOCAL_TAG = "artifact"
 TIP_ATTEMPTS = 20
+COMPANION_SLACK = 16 << 20  # bytes beside image.aci in its companion: sha512 and build.json
 PUSH_ATTEMPTS = 3
 PUSH_BACKOFF = 0.2  # seconds before the second attempt; doubled before each next one
 PARALLEL_QUERIES = 8  # skopeo processes asking a registry at once
@@ -163,8 +164,15 @@ class RegistryStore:
     def image_digest(self, repository: str, version: str) -> str | None:
         return self.skopeo.digest(f"{repository}:{tag_of(version)}")
 
-    def restore_image(self, repository: str, version: str, target: Path, expect_oci: str | None = None) -> None:
-        """Restore an image version directory at `target`: image.aci, sha512, build.json and oci/, verified."""
+    def restore_image(self, repository: str, version: str, target: Path, expect_oci: str | None = None,
+                      aci_size: int | None = None) -> None:
+        """Restore an image version directory at `target`: image.aci, sha512, build.json and oci/, verified.
+
+        The OCI image is pulled by its digest (pinned when `expect_oci` is
+        given); the companion, named by that digest, is read first and pulled
+        by its own digest, its files bounded by `aci_size` (the pinned size of
+        image.aci) plus COMPANION_SLACK for `sha512` and `build.json`.
+        """
         reference = f"{repository}:{tag_of(version)}"
         digest = self.skopeo.digest(reference)
         if digest is None:
@@ -178,7 +186,13 @@ class RegistryStore:
             def restore_companion() -> None:
                 companion = tmp / ".companion"
                 where = f"{repository}:{companion_tag(digest)}"
-                self.skopeo.copy(f"docker://{where}", f"oci:{companion}:{LOCAL_TAG}")
+                raw = self.skopeo.manifest(where)
+                if raw is None:
+                    raise RegistryError(f"{where} is not in the registry: the image's ACI cannot be restored")
+                declared = _declared_bytes(raw, ACI_TYPE, where)
+                if aci_size is not None and declared > aci_size + COMPANION_SLACK:
+                    raise RegistryError(f"{where}: its files total {declared} bytes; the pinned image.aci has {aci_size}")
+                self.skopeo.copy(f"docker://{repository}@sha256:{hashlib.sha256(raw).hexdigest()}", f"oci:{companion}:{LOCAL_TAG}")
                 found = read_artifact(companion, LOCAL_TAG, ACI_TYPE, where)
                 if set(found.files) != set(COMPANION_FILES) or len(set(found.files.values())) != len(COMPANION_FILES):
                     raise RegistryError(f"{where}: holds {sorted(found.files)}, not {list(COMPANION_FILES)}")
