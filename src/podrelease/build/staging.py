@@ -22,6 +22,7 @@ from ..core.errors import ContractError, UserError
 from ..core.hashing import HashingReader
 from ..core.names import Label, quoted
 from ..core.safeopen import open_real
+from ..model.layout import IMAGE_SHA512
 from ..model.rules import ImageRule
 from .archive import CHUNK_SIZE, sort_key
 from .rootfs import ROOT_MODE, Fail, Tree, add_directory, failer, shown
@@ -30,7 +31,7 @@ COMMAND_UMASK = 0o022
 STAGING_NAME = "rootfs"  # the command's $ROOTFS, inside the building directory
 BASE_NAME = "base"  # a base image's rootfs, extracted inside the building directory
 IMAGE_FILE = "image.aci"
-SHA512_FILE = "sha512"
+SHA512_FILE = IMAGE_SHA512
 
 
 class ImageBuildError(UserError):

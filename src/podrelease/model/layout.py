@@ -19,6 +19,7 @@ MISNAMED_BUILD_FILE = "build.yml"
 INSTRUCTION_SUFFIX = ".yaml"
 CHANNEL_FILE = "channel.yaml"
 POD_JSON = "pod.json"
+IMAGE_SHA512 = "sha512"  # in an image version's directory; there once the image is built
 TIP = "tip"
 
 

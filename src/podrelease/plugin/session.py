@@ -37,7 +37,7 @@ from ..core.names import quoted
 from ..model import instructions, rules
 from ..model.cache import InstructionCache, PlanCache
 from ..model.instructions import Instruction
-from ..model.layout import INSTRUCTION_SUFFIX, POD_JSON, ChannelScan, ReleaseRoot, scan_channels
+from ..model.layout import IMAGE_SHA512, INSTRUCTION_SUFFIX, POD_JSON, ChannelScan, ReleaseRoot, scan_channels
 from ..model.plan import ImageBuild, Plan, PlanIndex, PodAssembly, TipUpdate, VolumeCheck, effective_rule, make_plan
 from ..model.rules import BuildFile, ImageRule
 from ..model.settings import registry_setting
@@ -334,9 +334,7 @@ class Release:
 
     def image_named_built(self, name: str) -> bool:
         """`name` is `<label_path>/<image>/<version>`, as `root.image_dir` makes it."""
-        from ..build.imaging import SHA512_FILE
-
-        return os.path.isfile(f"{self.images}/{name}/{SHA512_FILE}")
+        return os.path.isfile(f"{self.images}/{name}/{IMAGE_SHA512}")
 
     def pod_json(self, name: str) -> str:
         """The pod.json of release `name` (`<channel>/<label_path>/<pod>/<version>`), as `root.pod_dir` makes it."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ...manage import cleanup
 from ..root import ROOT_OPTIONS
 from .base import RootCommand, Usage, say
 
@@ -72,6 +71,8 @@ The release root is $RELEASE_ROOT, else the dodo file's folder (or --dir)."""
     cmd_options = (opt_keep, opt_protect, opt_volumes, opt_dry_run, *ROOT_OPTIONS)
 
     def run(self, root, params, args):
+        from ...manage import cleanup  # imported when used: doit imports every command on every run
+
         if params.get("keep") is None:
             raise Usage("--keep N is required (how many released versions of each pod to keep)")
         options = cleanup.Options(

@@ -8,7 +8,6 @@ from pathlib import Path
 from doit.cmd_base import Command
 
 from ...core.errors import PodreleaseError
-from ...manage import scaffold
 from .base import REFUSED, USAGE_ERROR
 
 
@@ -29,6 +28,8 @@ dodo.py, .gitignore, shipyard/, channels/, images/, volumes/ or bundles/;
 then nothing is written."""
 
     def execute(self, params, args):
+        from ...manage import scaffold  # imported when used: doit imports every command on every run
+
         if len(args) > 1:
             sys.stderr.write(f"doit init: takes at most one argument (DIR); got {len(args)}\n")
             return USAGE_ERROR

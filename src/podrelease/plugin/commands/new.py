@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from ...manage import authoring
 from ..root import ROOT_OPTIONS
 from .base import RootCommand
 
@@ -66,6 +65,8 @@ searched upwards from the current folder."""
     nargs = 1
 
     def run(self, root, params, args):
+        from ...manage import authoring  # imported when used: doit imports every command on every run
+
         target = authoring.parse_pod_version(args[0])
         written = authoring.new_instruction(root, target, params.get("from_version"),
                                             allow_dirty=bool(params.get("allow_dirty")), new_channel=bool(params.get("new_channel")))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from ...manage import authoring
 from ..root import ROOT_OPTIONS
 from .base import RootCommand
 from .new import opt_new_channel
@@ -29,6 +28,8 @@ The release root is $RELEASE_ROOT, else the dodo file's folder (or --dir)."""
     nargs = 2
 
     def run(self, root, params, args):
+        from ...manage import authoring  # imported when used: doit imports every command on every run
+
         source = authoring.parse_pod_version(args[0])
         written = authoring.promote(root, source, authoring.parse_channel(args[1]), bool(params.get("new_channel")))
         sys.stdout.write(f"wrote {root.shown(written.path)}\n")

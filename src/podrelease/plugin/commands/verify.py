@@ -10,7 +10,6 @@ from pathlib import Path
 from doit.cmd_base import Command
 
 from ...core.errors import printable
-from ...verify import verify
 from ..root import ROOT_OPTIONS, release_root, root_problem
 from .base import USAGE_ERROR
 
@@ -73,6 +72,8 @@ The release root is $RELEASE_ROOT, else the dodo file's folder (or --dir)."""
     cmd_options = (opt_json, opt_strict, opt_allowed_signers, *ROOT_OPTIONS)
 
     def execute(self, params, args):
+        from ...verify import verify  # imported when used: doit imports every command on every run
+
         if args:
             sys.stderr.write(f"ERROR: verify takes no arguments (got {' '.join(args)})\n")
             return USAGE_ERROR

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ...manage import volumes
 from ..root import ROOT_OPTIONS
 from ..session import open_remote
 from .base import RootCommand
@@ -30,6 +29,8 @@ The release root is $RELEASE_ROOT, else the dodo file's folder (or --dir)."""
     nargs = 2
 
     def run(self, root, params, args):
+        from ...manage import volumes  # imported when used: doit imports every command on every run
+
         volume = volumes.parse_volume_version(args[0])
         remote = open_remote(root)
         if remote is not None and remote.has_volume(volume.label, volume.version):
