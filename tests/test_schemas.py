@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_corpus import CASES, Case, prepare
+
+from corpuscases import CASES, Case, prepare
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = REPO / "schemas"

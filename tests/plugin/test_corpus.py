@@ -16,7 +16,6 @@ stays quick; each case still gets its own release root and its own doit.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 import shutil
@@ -29,33 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from podrelease.core.names import check_version
 
-from conftest import copy_example
+from corpuscases import CASES, CORPUS, Case, prepare
 
-CORPUS = Path(__file__).resolve().parent.parent / "corpus"
-CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "case.yaml").is_file())
 MEMORY_LIMIT = 1 << 30  # address space of each doit process
 TIMEOUT = 60  # seconds for each doit process
 MAX_LINE = 400  # a clear error line quotes values, it does not dump them
 # what must never reach a terminal raw: C0 and C1 controls, line separators, bidi overrides and isolates
 RAW_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 WORKERS = 4
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    expect: tuple[str, ...]
-    remove: tuple[str, ...]
-    also_list: bool
-
-    @classmethod
-    def read(cls, name: str) -> Case:
-        spec = yaml.safe_load((CORPUS / name / "case.yaml").read_text()) or {}
-        return cls(name, tuple(spec["expect"]), tuple(spec.get("remove", ())), bool(spec.get("list")))
 
 
 @dataclass(frozen=True)
@@ -72,23 +55,6 @@ class Outcome:
     before: dict
     after: dict
     runs: tuple[Run, ...]
-
-
-def prepare(case: Case, root: Path) -> Path:
-    """The example release root with the case's overlay, removals and generated files."""
-    copy_example(root)
-    overlay = CORPUS / case.name / "overlay"
-    if overlay.is_dir():
-        shutil.copytree(overlay, root, symlinks=True, dirs_exist_ok=True)
-    for relative in case.remove:
-        (root / relative).unlink()
-    generator = CORPUS / case.name / "generate.py"
-    if generator.is_file():
-        spec = importlib.util.spec_from_file_location(f"corpus_{case.name.replace('-', '_')}", generator)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        module.generate(root)
-    return root
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
