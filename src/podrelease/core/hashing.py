@@ -498,7 +498,14 @@ def pin_file(path: Path | str | int) -> tuple[str, int]:
     """A file's sha512 (hex) and size, from one read of its bytes: what pod.json pins.
 
     `path` may be a descriptor open for reading (closed after)."""
-    digest = hashlib.sha512()
+    return digest_and_size(path, "sha512")
+
+
+def digest_and_size(path: Path | str | int, algorithm: str) -> tuple[str, int]:
+    """A file's digest (hex) by `algorithm` and its size, from one read of its bytes.
+
+    `path` may be a descriptor open for reading (closed after)."""
+    digest = hashlib.new(algorithm)
     size = 0
     with open(path, "rb", buffering=0) as f:
         buf = bytearray(CHUNK)

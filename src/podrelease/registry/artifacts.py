@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..core import oci
 from ..core.errors import RegistryError
+from ..core.hashing import digest_and_size
 
 EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"  # of b"{}"
 EMPTY_CONFIG = {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2, "digest": EMPTY_DIGEST}
@@ -40,7 +41,6 @@ VERSION = "org.opencontainers.image.version"  # on the manifest: the version its
 MEDIA_FILE = "application/octet-stream"
 MAX_FILES = 10_000
 MAX_MANIFEST = 4 << 20
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -50,18 +50,6 @@ class ArtifactFile:
     title: str
     path: Path
     media_type: str = MEDIA_FILE
-
-
-def _sha256(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb", buffering=0) as f:
-        buffer = bytearray(CHUNK)
-        view = memoryview(buffer)
-        while count := f.readinto(buffer):
-            digest.update(view[:count])
-            size += count
-    return "sha256:" + digest.hexdigest(), size
 
 
 def _place_blob(layout: Path, source: Path, digest: str) -> None:
@@ -84,7 +72,8 @@ def write_artifact(layout: Path, artifact_type: str, files: list[ArtifactFile], 
     (layout / oci.blob_rel(EMPTY_DIGEST)).write_bytes(b"{}")
     layers = []
     for file in files:
-        digest, size = _sha256(file.path)
+        hexdigest, size = digest_and_size(file.path, "sha256")
+        digest = f"sha256:{hexdigest}"
         _place_blob(layout, file.path, digest)
         layers.append({"mediaType": file.media_type, "digest": digest, "size": size,
                        "annotations": {TITLE: file.title}})
