@@ -80,3 +80,14 @@ def test_sigkill_during_deploy_leaves_one_version_current_and_recoverable(releas
     assert get(port) == page(want)
     assert pods_of_label(podman) == [pod_name(LABEL_, want)]
     assert not [n for n in os.listdir(ops) if n.startswith(".tmp-")]
+
+
+def test_a_container_a_killed_play_left_outside_any_pod_does_not_block_the_next_deploy(released, ops, port, tmp_path):  # noqa: F811
+    podman = Podman()
+    ok(onboard(ops, "deploy", bundle(released, "1.0.0")))
+    # what a `kube play` killed half-way can leave: a container holding a name the next play needs, in no labelled pod
+    stray = f"{pod_name(LABEL_, '2.0.0')}-httpd"
+    podman.run("create", "--name", stray, "--rootfs", str(tmp_path), "/bin/true")
+    ok(onboard(ops, "deploy", bundle(released, "2.0.0")))
+    assert os.readlink(ops / "pods/web/frontend/current") == "2.0.0"
+    assert get(port) == page("2.0.0")

@@ -214,6 +214,11 @@ class Podman:
 
     # containers
 
+    def containers_remove(self, *names: str) -> None:
+        """Remove containers by name, running or not; absent is fine."""
+        if names:
+            self.run("rm", "--force", "--ignore", "--time", "0", *names, timeout=STOP_GRACE)
+
     def container_inspect(self, *names: str) -> list[dict]:
         """`podman container inspect` of the containers named (all must exist)."""
         if not names:

@@ -23,7 +23,10 @@ Invariants:
 
 A crash leaves: images loaded (named by id, reused by the next start), and
 possibly the old pod removed before the new one was played, or a new pod
-not yet checked; the next `start` or `stop` of the label puts that right.
+not yet checked, or (a `kube play` killed half-way) a pod or containers of
+the new version podman has not labelled yet; the next `start` or `stop` of
+the label puts that right, the next `start` also removing whatever holds
+the names its play needs.
 """
 
 from __future__ import annotations
@@ -131,6 +134,10 @@ def start(pod: PodJson, version_dir: Path | str, *, health: HealthCheck | None |
     yaml_text = to_yaml(render(pod, volume_dirs(pod, version_dir) if volumes is None else volumes))
     stop(pod.label, timeout=stop_timeout, podman=podman)
     name = pod_name(pod.label, pod.version)
+    # a play killed half-way may leave its pod or containers without the label `stop` finds them by
+    if podman.pod_exists(name):
+        podman.pod_remove(name, stop_timeout)
+    podman.containers_remove(*containers.values())
     try:
         podman.kube_play(yaml_text)
     except PodmanError as e:
