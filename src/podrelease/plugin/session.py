@@ -324,7 +324,11 @@ class Release:
 
     def image_built(self, build: ImageBuild) -> bool:
         """Built here, or in the registry (restored when a local step needs it)."""
-        return self.image_named_built(build.name) or (self.remote is not None and self.remote.has_image_named(build.name))
+        return self.image_present(build.name)
+
+    def image_present(self, name: str) -> bool:
+        """Image `<label_path>/<image>/<version>` built here, or in the registry."""
+        return self.image_named_built(name) or (self.remote is not None and self.remote.has_image_named(name))
 
     def ensure_image(self, build: ImageBuild) -> None:
         """An image a local step needs, restored from the registry if only there."""
@@ -361,9 +365,6 @@ class Release:
             return True
         return self.remote is not None and self.remote.has_volume(check.label, check.version)
 
-    def image_built_named_anywhere(self, name: str) -> bool:
-        return self.image_named_built(name) or (self.remote is not None and self.remote.has_image_named(name))
-
     def resolve_revisions(self) -> Revisions:
         """The commit each pending image is built from; a revision naming none is a user error.
 
@@ -371,7 +372,7 @@ class Release:
         """
         from ..build import revisions
 
-        pending = {name: choice for name, choice in self.index.revisions.items() if not self.image_built_named_anywhere(name)}
+        pending = {name: choice for name, choice in self.index.revisions.items() if not self.image_present(name)}
         checkout = revisions.checkout_of(self.root.shipyard) if pending and not revisions.working_tree_forced() else None
         if checkout is None:
             return Revisions(None, {})
