@@ -74,7 +74,15 @@ def open_published(path: Path | str, base: Path | str, shown: str | None = None,
     parts = [p for p in target.split("/") if p]
     if not parts:
         raise ContractError(f"{shown}: not a regular file")
-    exempt = _exempt(real_base)
+    return _walk(parts, shown, public_except=_exempt(real_base))
+
+
+def _walk(parts: list[str], shown: str, public_except: set[str] | None) -> int:
+    """The regular file at `/<parts...>`, opened one component at a time from `/` following no link.
+
+    With `public_except`, every directory on the way (but those named) and the
+    file must be readable by everyone, checked on the descriptors opened.
+    """
     try:
         fd = os.open("/", _DIR_FLAGS)
     except OSError as e:
@@ -82,7 +90,7 @@ def open_published(path: Path | str, base: Path | str, shown: str | None = None,
     try:
         walked = "/"
         for i, part in enumerate(parts):
-            if walked not in exempt:
+            if public_except is not None and walked not in public_except:
                 _check_public(fd, walked, shown, directory=True)
             last = i == len(parts) - 1
             try:
@@ -94,7 +102,8 @@ def open_published(path: Path | str, base: Path | str, shown: str | None = None,
             walked = os.path.join(walked, part)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ContractError(f"{shown}: not a regular file")
-        _check_public(fd, walked, shown, directory=False)
+        if public_except is not None:
+            _check_public(fd, walked, shown, directory=False)
         os.set_blocking(fd, True)
         return fd
     except BaseException:
@@ -134,26 +143,7 @@ def open_real(path: Path | str, shown: str | None = None) -> int:
     parts = [p for p in str(path).split("/") if p]
     if not str(path).startswith("/") or not parts:
         raise ContractError(f"{shown}: not an absolute path")
-    try:
-        fd = os.open("/", _DIR_FLAGS)
-    except OSError as e:
-        raise _failed(shown, e) from None
-    try:
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            try:
-                child = os.open(part, _FILE_FLAGS if last else _DIR_FLAGS, dir_fd=fd)
-            except OSError as e:
-                raise _failed(shown, e, through=not last) from None
-            os.close(fd)
-            fd = child
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ContractError(f"{shown}: not a regular file")
-        os.set_blocking(fd, True)
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
+    return _walk(parts, shown, public_except=None)
 
 
 def read_whole(fd: int, limit: int, shown: str) -> bytes:
