@@ -17,7 +17,6 @@ the next run starts it again.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core import fsops
@@ -31,7 +30,7 @@ from ..model.plan import TipUpdate
 from ..model.settings import Setting, registry_setting
 from ..model.tip import tip_version
 from ..registry.references import parse_registry, tag_of
-from ..registry.store import PARALLEL_QUERIES, POD_TYPE, VOLUME_TYPE, RegistryStore
+from ..registry.store import POD_TYPE, VOLUME_TYPE, RegistryStore
 from . import assembly, imaging
 
 
@@ -111,12 +110,11 @@ class Publisher:
         repositories = ([self._repository("image", label) for label, _ in images or ()]
                         + [self._repository("volume", label) for label, _ in volumes or ()]
                         + [self._repository("pod", pod, channel) for channel, pod in pods or ()])
-        self.store.prefetch(repositories)
         unknown = [tip for tip in tips or () if tip.name not in self._tips]
-        if unknown:
-            with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
-                for tip, current in zip(unknown, pool.map(self._ask_tip, unknown), strict=True):
-                    self._tips[tip.name] = current
+        tip_repositories = [self._repository("pod", tip.pod, tip.channel) for tip in unknown]
+        self.store.prefetch(repositories + tip_repositories, tips=tip_repositories)
+        for tip in unknown:
+            self._tips[tip.name] = self._ask_tip(tip)  # answered from what prefetch read
 
     def _ask_tip(self, tip: TipUpdate) -> bool:
         return self.store.tip_is_current(self._repository("pod", tip.pod, tip.channel), _chooser(tip))

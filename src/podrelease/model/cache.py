@@ -95,10 +95,10 @@ class InstructionCache:
 class PlanCache:
     """The index of the plan made from exactly these files, if an earlier run saved it."""
 
-    def __init__(self, root: ReleaseRoot, scan: ChannelScan):
+    def __init__(self, root: ReleaseRoot, scan: ChannelScan, build_files: list[tuple[Path, str]]):
         self.path = root.path / PLAN_CACHE
         self.header = (_code_identity(instructions, documents, rules, plan, layout), str(root.path))
-        self.inputs = _plan_inputs(root, scan)
+        self.inputs = _plan_inputs(root, scan, build_files)
         self.instructions = root.path / CACHE
 
     def index(self) -> plan.PlanIndex | None:
@@ -124,7 +124,7 @@ class PlanCache:
         _write(self.path, self.header, (self.inputs, index))
 
 
-def _plan_inputs(root: ReleaseRoot, scan: ChannelScan) -> tuple | None:
+def _plan_inputs(root: ReleaseRoot, scan: ChannelScan, build_files: list[tuple[Path, str]]) -> tuple | None:
     """(path, identity) of every file a plan is made of; None when some can't be trusted.
 
     A bad channel folder is a mistake the full load reports; a symlink or
@@ -135,7 +135,7 @@ def _plan_inputs(root: ReleaseRoot, scan: ChannelScan) -> tuple | None:
     prefix = len(str(root.path)) + 1
     found: list[tuple[str, Identity | None]] = []
     try:
-        for path, _ in root.build_files():
+        for path, _ in build_files:
             found.append((str(path)[prefix:], _identity(path)))
         for channel in sorted({home.channel for home in scan.homes}):
             path = root.channel_file(channel)

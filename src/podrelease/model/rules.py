@@ -485,10 +485,10 @@ def _check_pod_names(fields: Fields, where, images, volumes, files) -> None:
         seen[name] = what
 
 
-def load_all(root: ReleaseRoot) -> list[BuildFile]:
-    """Every build file under `shipyard/`, reporting the first mistake of each."""
+def load_all(root: ReleaseRoot, found: list[tuple[Path, str]] | None = None) -> list[BuildFile]:
+    """Every build file under `shipyard/` (`found` by `root.build_files()`), reporting the first mistake of each."""
     build_files, errors = [], []
-    for path, label_path in root.build_files():
+    for path, label_path in root.build_files() if found is None else found:
         try:
             build_files.append(load_build_file(path, root.shown(path), label_path))
         except UserError as err:

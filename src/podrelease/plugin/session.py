@@ -76,11 +76,12 @@ def load_plan(root: ReleaseRoot, cache: InstructionCache | None = None, build_fi
 
 
 def read_files(root: ReleaseRoot, cache: InstructionCache | None = None, build_files: list[BuildFile] | None = None,
-               scan: ChannelScan | None = None) -> tuple[list[BuildFile], list[Instruction]]:
-    """Every build file and instruction, reporting every mistake of both."""
+               scan: ChannelScan | None = None, found: list[tuple[Path, str]] | None = None,
+               ) -> tuple[list[BuildFile], list[Instruction]]:
+    """Every build file (those `found`, if given) and instruction, reporting every mistake of both."""
     load = cache.load if cache is not None else None
     found_build_files, loaded = collect(
-        (lambda: build_files) if build_files is not None else (lambda: rules.load_all(root)),
+        (lambda: build_files) if build_files is not None else (lambda: rules.load_all(root, found)),
         lambda: instructions.load_all(root.instruction_paths(scan), load),
     )
     return found_build_files, loaded
@@ -151,13 +152,14 @@ def read_root(root: ReleaseRoot) -> ReadRoot:
     gc.disable()
     try:
         scan = scan_channels(root)
-        plans = PlanCache(root, scan)
+        found = root.build_files()
+        plans = PlanCache(root, scan, found)
         remembered = plans.index()
         if remembered is not None:
-            build_files = rules.load_all(root)  # always read: they name source files that may have gone
+            build_files = rules.load_all(root, found)  # always read: they name source files that may have gone
             return ReadRoot(remembered, scan, functools.cache(lambda: planned_from(root, build_files, remembered)), lambda: None)
         cache = InstructionCache(root)
-        build_files, loaded = read_files(root, cache, scan=scan)
+        build_files, loaded = read_files(root, cache, scan=scan, found=found)
         index = make_plan(build_files, loaded, channel_defaults(root, {i.channel for i in loaded})).index()
         del loaded  # the plan is made again if a task needs it: a large root's instructions and plan
         # would otherwise stay in memory beside doit's tasks, most often for nothing

@@ -1,6 +1,6 @@
-"""The one registry client: skopeo, the containers project's own.
+"""The registry client for every transfer: skopeo, the containers project's own.
 
-podrelease never speaks the distribution protocol itself. skopeo brings
+podrelease never moves a blob or writes to a registry itself. skopeo brings
 what a registry client must get right and podman users already configure:
 credentials from the containers auth file that `podman login` writes
 (`REGISTRY_AUTH_FILE`, then `$XDG_RUNTIME_DIR/containers/auth.json`, then
@@ -15,13 +15,16 @@ skopeo is called as the command in `PODRELEASE_SKOPEO` (default `skopeo`).
 skopeo 1.9 reads registries.conf only from its default place, so
 `CONTAINERS_REGISTRIES_CONF` is handed to it as `--registries-conf`.
 
+The two cheap reads a warm run makes by the dozen, tag lists and
+manifests, go over HTTP where they can (`distribution`), and come here
+otherwise.
+
 Every failure is a RegistryError of one line: the cause skopeo reports,
 put in words a release engineer acts on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -113,11 +116,6 @@ class Skopeo:
         if _not_found(stderr):
             return None
         raise RegistryError(explain(self.host, stderr))
-
-    def digest(self, reference: str) -> str | None:
-        """`sha256:<hex>` of the manifest a tag names, or None."""
-        raw = self.manifest(reference)
-        return None if raw is None else "sha256:" + hashlib.sha256(raw).hexdigest()
 
     def tags(self, repository: str) -> set[str]:
         """Every tag of a repository; none if the repository does not exist yet."""

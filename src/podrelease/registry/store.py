@@ -40,6 +40,7 @@ from ..core import fsops, oci
 from ..core.errors import ContractError, IntegrityError, RegistryError
 from ..core.hashing import aci_digest, check_sha512_file, short
 from .artifacts import VERSION, ArtifactFile, read_artifact, write_artifact
+from .distribution import Reads
 from .references import TIP_TAG, Registry, companion_tag, tag_of, version_of
 from .skopeo import Skopeo
 
@@ -56,7 +57,7 @@ TIP_ATTEMPTS = 20
 COMPANION_SLACK = 16 << 20  # bytes beside image.aci in its companion: sha512 and build.json
 PUSH_ATTEMPTS = 3
 PUSH_BACKOFF = 0.2  # seconds before the second attempt; doubled before each next one
-PARALLEL_QUERIES = 8  # skopeo processes asking a registry at once
+PARALLEL_QUERIES = 8  # reads in flight at once (connections, or skopeo processes)
 
 
 class RegistryStore:
@@ -65,22 +66,34 @@ class RegistryStore:
     def __init__(self, registry: Registry, skopeo: Skopeo | None = None):
         self.registry = registry
         self.skopeo = skopeo or Skopeo(registry.host)
+        self.reads = Reads(self.skopeo)
         self._tags: dict[str, set[str]] = {}
+        self._tips: dict[str, bytes | None] = {}  # tip manifests read by prefetch
 
     # ---------------------------------------------------------------- what is there
 
     def tags(self, repository: str) -> set[str]:
         if repository not in self._tags:
-            self._tags[repository] = self.skopeo.tags(repository)
+            self._tags[repository] = self.reads.tags(repository)
         return self._tags[repository]
 
-    def prefetch(self, repositories: Iterable[str]) -> None:
-        """List the tags of many repositories at once: a fresh runner asks about every artifact it has not got."""
+    def prefetch(self, repositories: Iterable[str], tips: Iterable[str] = ()) -> None:
+        """List the tags of many repositories, and read the tip of some, all at once.
+
+        A fresh runner asks about every artifact it has not got; the answers
+        are kept for this process (`tip_target` and `point_tip` read again).
+        """
         missing = sorted(set(repositories) - set(self._tags))
-        if missing:
+        unread = sorted(set(tips) - set(self._tips))
+        if missing or unread:
             with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
-                for repository, tags in zip(missing, pool.map(self.skopeo.tags, missing), strict=True):
-                    self._tags[repository] = tags
+                tags = pool.map(self.reads.tags, missing)
+                manifests = pool.map(self._read_tip, unread)
+                self._tags.update(zip(missing, tags, strict=True))
+                self._tips.update(zip(unread, manifests, strict=True))
+
+    def _read_tip(self, repository: str) -> bytes | None:
+        return self.reads.manifest(f"{repository}:{TIP_TAG}")
 
     def has(self, repository: str, version: str) -> bool:
         return tag_of(version) in self.tags(repository)
@@ -94,14 +107,14 @@ class RegistryStore:
     def _push(self, layout: Path, local_tag: str, repository: str, tag: str, digest: str) -> None:
         """Push a layout's manifest under `tag` unless the tag already holds it; never overwrite."""
         reference = f"{repository}:{tag}"
-        held = self.skopeo.digest(reference)
+        held = self.reads.digest(reference)
         if held == digest:
             self._pushed(repository, tag)
             return
         if held is not None:
             raise RegistryError(f"{reference} already holds {held}; refusing to push {digest} over it: version tags are immutable")
         self._upload(f"oci:{layout}:{local_tag}", reference, digest)
-        held = self.skopeo.digest(reference)
+        held = self.reads.digest(reference)
         if held != digest:
             raise RegistryError(f"{reference} holds {held} right after we pushed {digest}: another runner pushed other content under that version")
         self._pushed(repository, tag)
@@ -117,7 +130,7 @@ class RegistryStore:
                 self.skopeo.copy(source, f"docker://{reference}")
                 return
             except RegistryError:
-                if self.skopeo.digest(reference) == digest:
+                if self.reads.digest(reference) == digest:
                     return
                 if attempt == PUSH_ATTEMPTS - 1:
                     raise
@@ -130,7 +143,7 @@ class RegistryStore:
         layout = image_dir / oci.LAYOUT_DIR
         digest = oci.manifest_digest(layout, version)
         tag = tag_of(version)
-        held = self.skopeo.digest(f"{repository}:{tag}")
+        held = self.reads.digest(f"{repository}:{tag}")
         if held == digest:
             self._pushed(repository, tag)
             return digest
@@ -153,16 +166,16 @@ class RegistryStore:
     def _tag_pushed(self, repository: str, digest: str, tag: str) -> None:
         """Give the manifest `digest` (already in the repository) the version tag `tag`, unless another holds it."""
         reference = f"{repository}:{tag}"
-        held = self.skopeo.digest(reference)
+        held = self.reads.digest(reference)
         if held is None:
             self._upload(f"docker://{repository}@{digest}", reference, digest)
-            held = self.skopeo.digest(reference)
+            held = self.reads.digest(reference)
         if held != digest:
             raise RegistryError(f"{reference} holds {held}, not {digest}: another runner pushed other content under that version")
         self._pushed(repository, tag)
 
     def image_digest(self, repository: str, version: str) -> str | None:
-        return self.skopeo.digest(f"{repository}:{tag_of(version)}")
+        return self.reads.digest(f"{repository}:{tag_of(version)}")
 
     def restore_image(self, repository: str, version: str, target: Path, expect_oci: str | None = None,
                       aci_size: int | None = None) -> None:
@@ -174,7 +187,7 @@ class RegistryStore:
         image.aci) plus COMPANION_SLACK for `sha512` and `build.json`.
         """
         reference = f"{repository}:{tag_of(version)}"
-        digest = self.skopeo.digest(reference)
+        digest = self.reads.digest(reference)
         if digest is None:
             raise RegistryError(f"{reference} is not in the registry")
         if expect_oci is not None and digest != expect_oci:
@@ -186,7 +199,7 @@ class RegistryStore:
             def restore_companion() -> None:
                 companion = tmp / ".companion"
                 where = f"{repository}:{companion_tag(digest)}"
-                raw = self.skopeo.manifest(where)
+                raw = self.reads.manifest(where)
                 if raw is None:
                     raise RegistryError(f"{where} is not in the registry: the image's ACI cannot be restored")
                 declared = _declared_bytes(raw, ACI_TYPE, where)
@@ -232,7 +245,7 @@ class RegistryStore:
         The manifest is read first and the copy made by its digest, so what
         is checked (type, total size at most `max_bytes`) is what arrives.
         """
-        raw = self.skopeo.manifest(reference)
+        raw = self.reads.manifest(reference)
         if raw is None:
             raise RegistryError(f"{reference} is not in the registry")
         declared = _declared_bytes(raw, artifact_type, reference)
@@ -257,10 +270,11 @@ class RegistryStore:
         """(chosen version, its digest, the digest tip holds); `fresh` lists the tags again."""
         if fresh:
             self._tags.pop(repository, None)
+            self._tips.pop(repository, None)
         tags = self.tags(repository)
         target = choose(self.versions(repository))
-        want = self.skopeo.digest(f"{repository}:{tag_of(target)}") if target else None
-        have = self.skopeo.digest(f"{repository}:{TIP_TAG}") if TIP_TAG in tags else None
+        want = self.reads.digest(f"{repository}:{tag_of(target)}") if target else None
+        have = self.reads.digest(f"{repository}:{TIP_TAG}") if TIP_TAG in tags else None
         return target, want, have
 
     def tip_is_current(self, repository: str, choose: Callable[[set[str]], str | None]) -> bool:
@@ -271,7 +285,7 @@ class RegistryStore:
             return True
         if TIP_TAG not in tags:
             return False
-        raw = self.skopeo.manifest(f"{repository}:{TIP_TAG}")
+        raw = self._tips[repository] if repository in self._tips else self._read_tip(repository)
         try:
             return raw is not None and json.loads(raw)["annotations"][VERSION] == target
         except (ValueError, KeyError, TypeError):

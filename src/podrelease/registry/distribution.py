@@ -1,0 +1,303 @@
+"""Registry reads over HTTP: tag lists and manifests, on connections kept alive.
+
+Why podrelease speaks the distribution API here at all: a fresh CI runner
+asks the registry two questions per pod (its tags, and what `tip` names)
+before it knows there is nothing to do. As a skopeo process each question
+costs about 18 ms of CPU, a whole process start, and the registry's
+password check; on kept-alive HTTP it costs one request of 2 to 3 ms. That
+difference is most of a warm run. So only these two reads go over HTTP:
+
+- `GET /v2/<name>/tags/list`, following `Link: <...>; rel="next"` pages;
+- `GET /v2/<name>/manifests/<reference>`, accepting every manifest type, so
+  the registry answers with the stored bytes, whose sha256 is the digest.
+
+Everything else (blobs, pushes, pulls) stays with skopeo. The reader only
+answers when it can answer exactly as skopeo would; otherwise it declines
+(`Declined`) and `Reads` asks skopeo instead, which then also words any
+error. It declines a whole host whose configuration needs more than HTTP(S)
+with basic credentials (`containersconf.Unsupported`: credential helpers,
+mirrors, certs.d, proxies) or that answers `/v2/` neither with 200 nor with a
+Basic or Bearer challenge. It declines one request that gets anything but
+200, or 404 for what does not exist: refused credentials, 5xx while racing
+writers update a tag, a broken connection, an oversized answer.
+
+Auth is what the challenge asks for: Basic with the auth file's
+credentials, or a Bearer token from the challenge's realm (with those
+credentials, or anonymous), cached per repository and fetched again once
+when refused. Plain HTTP is used only for a host registries.conf marks
+insecure, after HTTPS failed, as skopeo does.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import re
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Callable
+
+from .containersconf import HostAccess, Unsupported, host_access
+from .skopeo import Skopeo
+
+TIMEOUT = 60  # seconds for one request
+MAX_MANIFEST = 4 << 20
+MAX_TAG_PAGE = 16 << 20
+MAX_TOKEN = 1 << 20
+MAX_PAGES = 10_000
+MANIFEST_TYPES = ", ".join((
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    "application/vnd.docker.distribution.manifest.v1+json",
+))
+CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+NEXT_PAGE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+RETRIABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.CannotSendRequest)
+
+
+class Declined(Exception):
+    """This read is not answered over HTTP: ask skopeo."""
+
+
+class Reader:
+    """Reads from one registry host over a small pool of kept-alive connections; safe across threads."""
+
+    def __init__(self, host: str, access: Callable[[str], HostAccess] = host_access):
+        self.host = host
+        self._access_of = access
+        self._lock = threading.Lock()  # guards the pool and the token cache
+        self._once = threading.Lock()  # the first request pings alone
+        self._idle: list[http.client.HTTPConnection] = []
+        self._ready = False
+        self._off: str | None = None  # why the whole host is left to skopeo
+        self._scheme = "https"
+        self._context: ssl.SSLContext | None = None
+        self._access: HostAccess | None = None
+        self._challenge: tuple[str, dict[str, str]] = ("none", {})
+        self._tokens: dict[str, str] = {}
+
+    # ---------------------------------------------------------------- the two reads
+
+    def manifest(self, repository: str, reference: str) -> bytes | None:
+        status, body, _ = self._get(repository, f"manifests/{urllib.parse.quote(reference, safe=':')}",
+                                    {"Accept": MANIFEST_TYPES}, MAX_MANIFEST)
+        if status == 404:
+            return None
+        if reference.startswith("sha256:") and "sha256:" + hashlib.sha256(body).hexdigest() != reference:
+            raise Declined(f"the manifest served for {reference} has another digest")
+        return body
+
+    def tags(self, repository: str) -> set[str]:
+        found: set[str] = set()
+        path = "tags/list"
+        for _ in range(MAX_PAGES):
+            status, body, link = self._get(repository, path, {"Accept": "application/json"}, MAX_TAG_PAGE)
+            if status == 404:
+                return found
+            try:
+                tags = json.loads(body).get("tags") or []
+            except (ValueError, AttributeError):
+                raise Declined("the tag list is not JSON") from None
+            found.update(tag for tag in tags if isinstance(tag, str))
+            following = NEXT_PAGE.search(link or "")
+            if not following:
+                return found
+            url = urllib.parse.urlsplit(following.group(1))
+            prefix = f"/v2/{self._name(repository)}/"
+            if url.netloc not in ("", self.host) or not url.path.startswith(prefix):
+                raise Declined("the tag list's next page is elsewhere")
+            path = url.path[len(prefix):] + (f"?{url.query}" if url.query else "")
+        raise Declined("the tag list has too many pages")
+
+    # ---------------------------------------------------------------- requests
+
+    def _name(self, repository: str) -> str:
+        host, _, name = repository.partition("/")
+        if host != self.host or not name:
+            raise Declined(f"{repository} is not on {self.host}")
+        return name
+
+    def _get(self, repository: str, path: str, headers: dict[str, str], cap: int) -> tuple[int, bytes, str | None]:
+        """(status 200 or 404, body, Link header) of GET /v2/<name>/<path>; Declined for anything else."""
+        name = self._name(repository)
+        self._prepare()
+        for fresh_token in (False, True):
+            auth = self._authorization(repository, name, fresh_token)
+            status, body, response_headers = self._request(f"/v2/{name}/{path}", {**headers, **auth}, cap)
+            if status == 401 and self._challenge[0] == "bearer" and not fresh_token:
+                continue
+            if status in (200, 404):
+                return status, body, response_headers.get("Link")
+            break
+        raise Declined(f"the registry answered {status}")
+
+    def _request(self, path: str, headers: dict[str, str], cap: int) -> tuple[int, bytes, http.client.HTTPMessage]:
+        for attempt in (0, 1):
+            connection = self._connection()
+            try:
+                connection.request("GET", path, headers={"Host": self.host, **headers})
+                response = connection.getresponse()
+                body = response.read(cap + 1)
+            except RETRIABLE:
+                connection.close()
+                if attempt == 0:
+                    continue
+                raise Declined("the connection broke") from None
+            except (OSError, http.client.HTTPException) as err:
+                connection.close()
+                raise Declined(f"{type(err).__name__}: {err}") from None
+            if len(body) > cap or not response.isclosed() or response.will_close:
+                connection.close()
+                if len(body) > cap:
+                    raise Declined("the answer is larger than any we expect")
+            else:
+                with self._lock:
+                    self._idle.append(connection)
+            return response.status, body, response.headers
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> http.client.HTTPConnection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        if self._scheme == "https":
+            return http.client.HTTPSConnection(self.host, timeout=TIMEOUT, context=self._context)
+        return http.client.HTTPConnection(self.host, timeout=TIMEOUT)
+
+    # ---------------------------------------------------------------- the host, once
+
+    def _prepare(self) -> None:
+        with self._once:
+            if not self._ready:
+                try:
+                    self._ping()
+                except (Unsupported, Declined) as why:
+                    self._off = str(why)
+                self._ready = True
+        if self._off is not None:
+            raise Declined(self._off)
+
+    def _ping(self) -> None:
+        """Choose the scheme, read the host's configuration and its auth challenge: `GET /v2/`."""
+        self._access = self._access_of(self.host)
+        schemes = ("https", "http") if self._access.insecure else ("https",)
+        for scheme in schemes:
+            self._scheme = scheme
+            self._context = None
+            if scheme == "https" and self._access.insecure:  # unverified, as skopeo does: no CA store to load
+                self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                self._context.check_hostname = False
+                self._context.verify_mode = ssl.CERT_NONE
+            elif scheme == "https":
+                self._context = ssl.create_default_context()
+            connection = self._connection()
+            try:
+                connection.request("GET", "/v2/", headers={"Host": self.host})
+                response = connection.getresponse()
+                response.read(MAX_TOKEN)
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                continue
+            connection.close()
+            if response.status == 200:
+                return
+            if response.status == 401:
+                self._challenge = _challenge(response.headers.get("WWW-Authenticate", ""))
+                return
+            raise Declined(f"/v2/ answered {response.status}")
+        raise Declined("the registry could not be reached over HTTP")
+
+    def _authorization(self, repository: str, name: str, fresh: bool) -> dict[str, str]:
+        kind, params = self._challenge
+        if kind == "none":
+            return {}
+        assert self._access is not None
+        try:
+            credentials = self._access.credentials(repository)
+        except Unsupported as why:
+            raise Declined(str(why)) from None
+        basic = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode() if credentials else None
+        if kind == "basic":
+            if basic is None:
+                raise Declined("the registry asks for credentials and the auth file has none")
+            return {"Authorization": f"Basic {basic}"}
+        scope = f"repository:{name}:pull"
+        with self._lock:
+            token = None if fresh else self._tokens.get(scope)
+        if token is None:
+            token = self._token(params, scope, basic)
+            with self._lock:
+                self._tokens[scope] = token
+        return {"Authorization": f"Bearer {token}"}
+
+    def _token(self, params: dict[str, str], scope: str, basic: str | None) -> str:
+        """A Bearer token for `scope` from the challenge's realm."""
+        import urllib.request  # only registries with token auth need it; it is slow to import
+
+        realm = params.get("realm", "")
+        if urllib.parse.urlsplit(realm).scheme not in ("https", "http"):
+            raise Declined("the Bearer challenge names no realm")
+        query = urllib.parse.urlencode({k: v for k, v in (("service", params.get("service")), ("scope", scope)) if v})
+        request = urllib.request.Request(f"{realm}{'&' if '?' in realm else '?'}{query}")
+        if basic is not None:
+            request.add_header("Authorization", f"Basic {basic}")
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT, context=self._context) as response:
+                answer = json.loads(response.read(MAX_TOKEN))
+            token = answer.get("token") or answer.get("access_token")
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            raise Declined("no token from the registry's realm") from None
+        if not isinstance(token, str) or not token:
+            raise Declined("the registry's realm gave no token")
+        return token
+
+
+def _challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme = header.split(" ", 1)[0].lower()
+    if scheme not in ("basic", "bearer"):
+        raise Declined(f"the registry asks for {scheme or 'an unnamed'} auth")
+    return scheme, dict(CHALLENGE.findall(header))
+
+
+def _split(reference: str) -> tuple[str, str]:
+    """`host/name:tag` or `host/name@sha256:...` as (repository, tag or digest)."""
+    if "@" in reference:
+        repository, _, digest = reference.partition("@")
+        return repository, digest
+    repository, _, tag = reference.rpartition(":")
+    if "/" in tag or not repository:
+        raise Declined(f"{reference} names no tag")
+    return repository, tag
+
+
+class Reads:
+    """The registry reads the store makes: over HTTP where `Reader` answers, by skopeo otherwise."""
+
+    def __init__(self, skopeo: Skopeo, reader: Reader | None = None):
+        self.skopeo = skopeo
+        self.reader = reader or Reader(skopeo.host)
+
+    def manifest(self, reference: str) -> bytes | None:
+        """The raw manifest `reference` names, or None if there is none."""
+        try:
+            return self.reader.manifest(*_split(reference))
+        except Declined:
+            return self.skopeo.manifest(reference)
+
+    def digest(self, reference: str) -> str | None:
+        """`sha256:<hex>` of the manifest `reference` names, or None."""
+        raw = self.manifest(reference)
+        return None if raw is None else "sha256:" + hashlib.sha256(raw).hexdigest()
+
+    def tags(self, repository: str) -> set[str]:
+        """Every tag of a repository; none if the repository does not exist yet."""
+        try:
+            return self.reader.tags(repository)
+        except Declined:
+            return self.skopeo.tags(repository)
