@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -46,7 +47,9 @@ class Registry:
     def start(self) -> None:
         registry = shutil.which("docker-registry")
         assert registry, "docker-registry is missing: setup.sh installs it (Debian package docker-registry)"
-        self.process = subprocess.Popen([registry, "serve", str(self.folder / "config.yml")],
+        # docker-registry reads REGISTRY_* variables as settings: a client's REGISTRY_AUTH_FILE is not one
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        self.process = subprocess.Popen([registry, "serve", str(self.folder / "config.yml")], env=environment,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, self.process)
 

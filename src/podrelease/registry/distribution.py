@@ -38,6 +38,7 @@ import re
 import ssl
 import threading
 import urllib.parse
+import weakref
 from collections.abc import Callable
 
 from .containersconf import HostAccess, Unsupported, host_access
@@ -68,8 +69,9 @@ class Declined(Exception):
 class Reader:
     """Reads from one registry host over a small pool of kept-alive connections; safe across threads."""
 
-    def __init__(self, host: str, access: Callable[[str], HostAccess] = host_access):
+    def __init__(self, host: str, access: Callable[[str], HostAccess] = host_access, page_size: int | None = None):
         self.host = host
+        self._first_page = "tags/list" if page_size is None else f"tags/list?n={page_size}"  # the registry's default
         self._access_of = access
         self._lock = threading.Lock()  # guards the pool and the token cache
         self._once = threading.Lock()  # the first request pings alone
@@ -81,6 +83,7 @@ class Reader:
         self._access: HostAccess | None = None
         self._challenge: tuple[str, dict[str, str]] = ("none", {})
         self._tokens: dict[str, str] = {}
+        weakref.finalize(self, _close_all, self._idle)  # kept-alive connections end with their reader
 
     # ---------------------------------------------------------------- the two reads
 
@@ -95,7 +98,7 @@ class Reader:
 
     def tags(self, repository: str) -> set[str]:
         found: set[str] = set()
-        path = "tags/list"
+        path = self._first_page
         for _ in range(MAX_PAGES):
             status, body, link = self._get(repository, path, {"Accept": "application/json"}, MAX_TAG_PAGE)
             if status == 404:
@@ -256,6 +259,11 @@ class Reader:
         if not isinstance(token, str) or not token:
             raise Declined("the registry's realm gave no token")
         return token
+
+
+def _close_all(connections: list[http.client.HTTPConnection]) -> None:
+    for connection in connections:
+        connection.close()
 
 
 def _challenge(header: str) -> tuple[str, dict[str, str]]:
