@@ -30,8 +30,7 @@ from ..model.plan import TipUpdate
 from ..model.settings import Setting, registry_setting
 from ..model.tip import tip_version
 from ..registry.references import parse_registry, tag_of
-from ..registry.store import POD_TYPE, VOLUME_TYPE, RegistryStore
-from . import assembly, imaging
+from ..registry.store import POD_TYPE, SHA512_FILE, VOLUME_TYPE, RegistryStore
 
 
 def open_publisher(root: ReleaseRoot, setting: Setting | None = None) -> Publisher | None:
@@ -124,11 +123,12 @@ class Publisher:
     def ensure_image(self, label: Label, version: str, expect_oci: str | None = None, aci_size: int | None = None) -> None:
         """The image on disk, restored from the registry if it is only there."""
         target = self.root.image_dir(label, version)
-        if (target / imaging.SHA512_FILE).is_file():
+        if (target / SHA512_FILE).is_file():
             return
         self.store.restore_image(self._repository("image", label), version, target, expect_oci, aci_size)
 
     def ensure_volume(self, label: Label, version: str) -> None:
+        from . import assembly  # the builders load only when something is restored or pushed
         if assembly.volume_files(self.root, label, version, checked=False):
             return
         target = self.root.volume_dir(label, version)
@@ -136,6 +136,7 @@ class Publisher:
 
     def ensure_pod(self, channel: str, pod: Label, version: str) -> None:
         """The pod directory on disk with its images and volumes, restored and checked against its pod.json."""
+        from . import assembly  # the builders load only when something is restored or pushed
         final = self.root.pod_dir(channel, pod, version)
         if (final / POD_JSON).is_file():
             return
@@ -159,6 +160,7 @@ class Publisher:
         self.store.push_image(self.root.image_dir(label, version), self._repository("image", label), version)
 
     def push_volume(self, label: Label, version: str) -> None:
+        from . import assembly  # the builders load only when something is restored or pushed
         files = assembly.volume_files(self.root, label, version)
         self.store.push_files(self._repository("volume", label), version, files, VOLUME_TYPE,
                               self.root.volume_dir(label, version).parent)

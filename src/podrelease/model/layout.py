@@ -96,12 +96,13 @@ class ReleaseRoot:
         instead of its rules silently not existing.
         """
         found = []
-        for dirpath, dirnames, filenames in os.walk(self.shipyard):
+        top = str(self.shipyard)
+        for dirpath, dirnames, filenames in os.walk(top):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            label_path = os.path.relpath(dirpath, self.shipyard)
+            label_path = dirpath[len(top) + 1:]  # os.walk's paths all start with `top/`
             for name in (BUILD_FILE, MISNAMED_BUILD_FILE):
                 if name in filenames:
-                    found.append((Path(dirpath) / name, "" if label_path == "." else label_path))
+                    found.append((Path(dirpath) / name, label_path))
         return found
 
     def instruction_paths(self, scan: ChannelScan | None = None) -> list[InstructionPath]:

@@ -372,10 +372,12 @@ class Release:
 
         Only images still to build need git: a no-op run asks it nothing.
         """
+        pending = {name: choice for name, choice in self.index.revisions.items() if not self.image_present(name)}
+        if not pending:
+            return Revisions(None, {})
         from ..build import revisions
 
-        pending = {name: choice for name, choice in self.index.revisions.items() if not self.image_present(name)}
-        checkout = revisions.checkout_of(self.root.shipyard) if pending and not revisions.working_tree_forced() else None
+        checkout = None if revisions.working_tree_forced() else revisions.checkout_of(self.root.shipyard)
         if checkout is None:
             return Revisions(None, {})
         commits: dict[str, str] = {}
