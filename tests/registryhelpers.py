@@ -141,7 +141,8 @@ class DyingProxy:
         self.dead.set()
         self.listener.close()
         for s in self.sockets:
-            try:
-                s.close()
+            try:  # shutdown first: close alone would not wake a pipe thread blocked reading it
+                s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            s.close()

@@ -103,3 +103,24 @@ def test_a_host_configured_beyond_plain_http_is_read_by_skopeo(configured, repos
     with pytest.raises(Declined, match="mirrors"):
         reads.reader.tags(repository)
     assert reads.tags(repository) == set(VERSIONS)
+
+
+def test_a_blob_streams_exactly_its_bytes(configured, repository):
+    reads = Reads(Skopeo(configured.host))
+    layer = json.loads(reads.manifest(f"{repository}:1.1.0"))["layers"][0]
+    received = bytearray()
+    reads.reader.blob(repository, layer["digest"], layer["size"], received.extend)
+    assert bytes(received) == b"1.1.0"
+
+
+@pytest.mark.parametrize("size_off_by", [-1, 1])
+def test_a_blob_of_another_size_than_expected_is_declined(configured, repository, size_off_by):
+    reads = Reads(Skopeo(configured.host))
+    layer = json.loads(reads.manifest(f"{repository}:1.1.0"))["layers"][0]
+    with pytest.raises(Declined):
+        reads.reader.blob(repository, layer["digest"], layer["size"] + size_off_by, lambda data: None)
+
+
+def test_a_blob_the_repository_lacks_is_declined(configured, repository):
+    with pytest.raises(Declined):
+        Reader(configured.host).blob(repository, "sha256:" + "0" * 64, 5, lambda data: None)

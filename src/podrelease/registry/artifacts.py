@@ -108,6 +108,36 @@ def _safe_title(title: object, where: str) -> str:
     return title
 
 
+@dataclass(frozen=True)
+class Layer:
+    """One file of an artifact, as its manifest describes it."""
+
+    title: str
+    digest: str
+    size: int
+
+
+def artifact_layers(manifest: object, artifact_type: str, where: str) -> list[Layer]:
+    """The files an artifact manifest (parsed JSON) describes, checked: its type, safe distinct titles, digests, sizes."""
+    if not isinstance(manifest, dict) or manifest.get("artifactType") != artifact_type:
+        found = manifest.get("artifactType") if isinstance(manifest, dict) else None
+        raise RegistryError(f"{where}: is {found or 'not an artifact'}, expected {artifact_type}")
+    layers = manifest.get("layers")
+    if not isinstance(layers, list) or len(layers) > MAX_FILES:
+        raise RegistryError(f"{where}: layers is not a list of at most {MAX_FILES} files")
+    found_layers: dict[str, Layer] = {}
+    for layer in layers:
+        if not isinstance(layer, dict) or not isinstance(layer.get("annotations"), dict):
+            raise RegistryError(f"{where}: a layer has no annotations")
+        title = _safe_title(layer["annotations"].get(TITLE), where)
+        digest, size = layer.get("digest"), layer.get("size")
+        if (title in found_layers or not isinstance(digest, str) or not oci.DIGEST.match(digest)
+                or not isinstance(size, int) or size < 0):
+            raise RegistryError(f"{where}: layer {title[:80]!r} is repeated or has no digest and size")
+        found_layers[title] = Layer(title, digest, size)
+    return list(found_layers.values())
+
+
 def read_artifact(layout: Path, tag: str, artifact_type: str, where: str) -> Artifact:
     """The artifact tagged `tag` in `layout`, checked to be of `artifact_type`."""
     try:
@@ -119,23 +149,11 @@ def read_artifact(layout: Path, tag: str, artifact_type: str, where: str) -> Art
         manifest = json.loads(path.read_bytes())
     except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
         raise RegistryError(f"{where}: not a podrelease artifact (no readable manifest tagged {tag!r})") from None
-    if not isinstance(manifest, dict) or manifest.get("artifactType") != artifact_type:
-        found = manifest.get("artifactType") if isinstance(manifest, dict) else None
-        raise RegistryError(f"{where}: is {found or 'not an artifact'}, expected {artifact_type}")
-    layers = manifest.get("layers")
-    if not isinstance(layers, list) or len(layers) > MAX_FILES:
-        raise RegistryError(f"{where}: layers is not a list of at most {MAX_FILES} files")
     files: dict[str, Path] = {}
     sizes: dict[str, int] = {}
-    for layer in layers:
-        if not isinstance(layer, dict) or not isinstance(layer.get("annotations"), dict):
-            raise RegistryError(f"{where}: a layer has no annotations")
-        title = _safe_title(layer["annotations"].get(TITLE), where)
-        digest, size = layer.get("digest"), layer.get("size")
-        if title in files or not isinstance(digest, str) or not oci.DIGEST.match(digest) or not isinstance(size, int):
-            raise RegistryError(f"{where}: layer {title[:80]!r} is repeated or has no digest and size")
-        blob = layout / oci.blob_rel(digest)
-        if not blob.is_file() or blob.stat().st_size != size:
-            raise RegistryError(f"{where}: the blob of {title[:80]!r} is missing or not {size} bytes")
-        files[title], sizes[title] = blob, size
+    for layer in artifact_layers(manifest, artifact_type, where):
+        blob = layout / oci.blob_rel(layer.digest)
+        if not blob.is_file() or blob.stat().st_size != layer.size:
+            raise RegistryError(f"{where}: the blob of {layer.title[:80]!r} is missing or not {layer.size} bytes")
+        files[layer.title], sizes[layer.title] = blob, layer.size
     return Artifact(artifact_type, files, sizes)

@@ -5,13 +5,17 @@ asks the registry two questions per pod (its tags, and what `tip` names)
 before it knows there is nothing to do. As a skopeo process each question
 costs about 18 ms of CPU, a whole process start, and the registry's
 password check; on kept-alive HTTP it costs one request of 2 to 3 ms. That
-difference is most of a warm run. So only these two reads go over HTTP:
+difference is most of a warm run. And a restored `image.aci` must be
+inflated and hashed for its id: read as it arrives, that happens while it
+downloads instead of after. So only these reads go over HTTP:
 
 - `GET /v2/<name>/tags/list`, following `Link: <...>; rel="next"` pages;
 - `GET /v2/<name>/manifests/<reference>`, accepting every manifest type, so
-  the registry answers with the stored bytes, whose sha256 is the digest.
+  the registry answers with the stored bytes, whose sha256 is the digest;
+- `GET /v2/<name>/blobs/<digest>` for the ACI companion's files, streamed
+  to the caller, checked against their size and digest as they arrive.
 
-Everything else (blobs, pushes, pulls) stays with skopeo. The reader only
+Everything else (OCI images, pods, volumes, every push) stays with skopeo. The reader only
 answers when it can answer exactly as skopeo would; otherwise it declines
 (`Declined`) and `Reads` asks skopeo instead, which then also words any
 error. It declines a whole host whose configuration needs more than HTTP(S)
@@ -19,7 +23,8 @@ with basic credentials (`containersconf.Unsupported`: credential helpers,
 mirrors, certs.d, proxies) or that answers `/v2/` neither with 200 nor with a
 Basic or Bearer challenge. It declines one request that gets anything but
 200, or 404 for what does not exist: refused credentials, 5xx while racing
-writers update a tag, a broken connection, an oversized answer.
+writers update a tag, a blob served from elsewhere (a redirect), a broken
+connection, an oversized answer, a blob that is not its digest.
 
 Auth is what the challenge asks for: Basic with the auth file's
 credentials, or a Bearer token from the challenge's realm (with those
@@ -49,6 +54,7 @@ MAX_MANIFEST = 4 << 20
 MAX_TAG_PAGE = 16 << 20
 MAX_TOKEN = 1 << 20
 MAX_PAGES = 10_000
+BLOB_CHUNK = 1 << 20
 MANIFEST_TYPES = ", ".join((
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
@@ -118,6 +124,35 @@ class Reader:
             path = url.path[len(prefix):] + (f"?{url.query}" if url.query else "")
         raise Declined("the tag list has too many pages")
 
+    def blob(self, repository: str, digest: str, size: int, sink: Callable[[bytes], object]) -> None:
+        """Stream blob `digest`, exactly `size` bytes, to `sink`, checked against its digest as it arrives.
+
+        Declined if the registry serves it from elsewhere (a redirect), or
+        serves anything but those bytes: the caller then discards what
+        `sink` got and asks skopeo.
+        """
+        if not digest.startswith("sha256:"):
+            raise Declined(f"{digest}: only sha256 blobs are read here")
+        connection, response = self._open(repository, f"blobs/{digest}", {})
+        if response.status != 200:
+            self._finish(connection, response, MAX_TOKEN)
+            raise Declined(f"blob {digest} is not in {repository}")
+        hasher, received = hashlib.sha256(), 0
+        try:
+            while chunk := response.read(min(BLOB_CHUNK, size - received + 1)):
+                received += len(chunk)
+                if received > size:
+                    break
+                hasher.update(chunk)
+                sink(chunk)
+        except (OSError, http.client.HTTPException) as err:
+            connection.close()
+            raise Declined(f"{type(err).__name__}: {err}") from None
+        if received != size or "sha256:" + hasher.hexdigest() != digest:
+            connection.close()
+            raise Declined(f"blob {digest} arrived as {received} bytes of another digest")
+        self._release(connection, response)
+
     # ---------------------------------------------------------------- requests
 
     def _name(self, repository: str) -> str:
@@ -128,42 +163,58 @@ class Reader:
 
     def _get(self, repository: str, path: str, headers: dict[str, str], cap: int) -> tuple[int, bytes, str | None]:
         """(status 200 or 404, body, Link header) of GET /v2/<name>/<path>; Declined for anything else."""
+        connection, response = self._open(repository, path, headers)
+        body = self._finish(connection, response, cap)
+        return response.status, body, response.headers.get("Link")
+
+    def _open(self, repository: str, path: str, headers: dict[str, str]) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """GET /v2/<name>/<path> with the auth the host asks for: a response of status 200 or 404, body unread."""
         name = self._name(repository)
         self._prepare()
         for fresh_token in (False, True):
             auth = self._authorization(repository, name, fresh_token)
-            status, body, response_headers = self._request(f"/v2/{name}/{path}", {**headers, **auth}, cap)
-            if status == 401 and self._challenge[0] == "bearer" and not fresh_token:
-                continue
-            if status in (200, 404):
-                return status, body, response_headers.get("Link")
-            break
-        raise Declined(f"the registry answered {status}")
+            connection, response = self._send(f"/v2/{name}/{path}", {**headers, **auth})
+            if response.status in (200, 404):
+                return connection, response
+            self._finish(connection, response, MAX_TOKEN)
+            if response.status != 401 or self._challenge[0] != "bearer":
+                break
+        raise Declined(f"the registry answered {response.status}")
 
-    def _request(self, path: str, headers: dict[str, str], cap: int) -> tuple[int, bytes, http.client.HTTPMessage]:
+    def _send(self, path: str, headers: dict[str, str]) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         for attempt in (0, 1):
             connection = self._connection()
             try:
                 connection.request("GET", path, headers={"Host": self.host, **headers})
-                response = connection.getresponse()
-                body = response.read(cap + 1)
-            except RETRIABLE:
+                return connection, connection.getresponse()
+            except RETRIABLE:  # a kept-alive connection the registry closed meanwhile: once more on a new one
                 connection.close()
-                if attempt == 0:
-                    continue
-                raise Declined("the connection broke") from None
+                if attempt == 1:
+                    raise Declined("the connection broke") from None
             except (OSError, http.client.HTTPException) as err:
                 connection.close()
                 raise Declined(f"{type(err).__name__}: {err}") from None
-            if len(body) > cap or not response.isclosed() or response.will_close:
-                connection.close()
-                if len(body) > cap:
-                    raise Declined("the answer is larger than any we expect")
-            else:
-                with self._lock:
-                    self._idle.append(connection)
-            return response.status, body, response.headers
         raise AssertionError("unreachable")
+
+    def _finish(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse, cap: int) -> bytes:
+        """The rest of the body (at most `cap` bytes); the connection goes back to the pool if it can serve again."""
+        try:
+            body = response.read(cap + 1)
+        except (OSError, http.client.HTTPException) as err:
+            connection.close()
+            raise Declined(f"{type(err).__name__}: {err}") from None
+        if len(body) > cap:
+            connection.close()
+            raise Declined("the answer is larger than any we expect")
+        self._release(connection, response)
+        return body
+
+    def _release(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+        if response.isclosed() and not response.will_close:
+            with self._lock:
+                self._idle.append(connection)
+        else:
+            connection.close()
 
     def _connection(self) -> http.client.HTTPConnection:
         with self._lock:

@@ -38,9 +38,9 @@ from pathlib import Path
 
 from ..core import fsops, oci
 from ..core.errors import ContractError, IntegrityError, RegistryError
-from ..core.hashing import aci_digest, check_sha512_file, short
-from .artifacts import VERSION, ArtifactFile, read_artifact, write_artifact
-from .distribution import Reads
+from ..core.hashing import AciDigest, AciDigester, aci_digest, check_sha512_file, short
+from .artifacts import VERSION, ArtifactFile, Layer, artifact_layers, read_artifact, write_artifact
+from .distribution import Declined, Reads
 from .references import TIP_TAG, Registry, companion_tag, tag_of, version_of
 from .skopeo import Skopeo
 
@@ -197,27 +197,53 @@ class RegistryStore:
             ids: list[str] = []
 
             def restore_companion() -> None:
-                companion = tmp / ".companion"
                 where = f"{repository}:{companion_tag(digest)}"
                 raw = self.reads.manifest(where)
                 if raw is None:
                     raise RegistryError(f"{where} is not in the registry: the image's ACI cannot be restored")
-                declared = _declared_bytes(raw, ACI_TYPE, where)
+                layers = _artifact_files(raw, ACI_TYPE, where)
+                if {layer.title for layer in layers} != set(COMPANION_FILES) or len({layer.digest for layer in layers}) != len(layers):
+                    raise RegistryError(f"{where}: holds {sorted(layer.title for layer in layers)}, not {list(COMPANION_FILES)}")
+                declared = sum(layer.size for layer in layers)
                 if aci_size is not None and declared > aci_size + COMPANION_SLACK:
                     raise RegistryError(f"{where}: its files total {declared} bytes; the pinned image.aci has {aci_size}")
-                self.skopeo.copy(f"docker://{repository}@sha256:{hashlib.sha256(raw).hexdigest()}", f"oci:{companion}:{LOCAL_TAG}")
-                found = read_artifact(companion, LOCAL_TAG, ACI_TYPE, where)
-                if set(found.files) != set(COMPANION_FILES) or len(set(found.files.values())) != len(COMPANION_FILES):
-                    raise RegistryError(f"{where}: holds {sorted(found.files)}, not {list(COMPANION_FILES)}")
-                for name in COMPANION_FILES:
-                    os.rename(found.files[name], tmp / name)
-                shutil.rmtree(companion)
-                ids.append(_check_aci(tmp, reference))  # while the OCI image may still be arriving
+                try:
+                    aci = self._stream_companion(repository, layers, tmp)
+                except Declined:  # the registry is left to skopeo: pull the companion, then read the ACI again
+                    self._pull_companion(repository, raw, tmp, where)
+                    aci = aci_digest(tmp / IMAGE_FILE)
+                ids.append(_check_aci(aci, tmp, reference))
 
             _at_once(lambda: self.skopeo.copy(f"docker://{repository}@{digest}", f"oci:{layout}:{version}"), restore_companion)
             _canonical_layout(layout, digest, version)
             _check_oci(layout, version, digest, ids[0], reference)
             _artifact_modes(tmp)
+
+    def _stream_companion(self, repository: str, layers: list[Layer], into: Path) -> AciDigest:
+        """The companion's files written into `into` over HTTP, the ACI read for its id as it arrives: one pass."""
+        digester = AciDigester(background=True)
+        try:
+            for layer in layers:
+                with open(into / layer.title, "wb") as out:
+                    sinks = (out.write, digester.update) if layer.title == IMAGE_FILE else (out.write,)
+
+                    def sink(data: bytes, sinks=sinks) -> None:
+                        for each in sinks:
+                            each(data)
+
+                    self.reads.reader.blob(repository, layer.digest, layer.size, sink)
+        finally:
+            aci = digester.finish()  # also ends its hashing thread when a blob was declined
+        return aci
+
+    def _pull_companion(self, repository: str, raw: bytes, into: Path, where: str) -> None:
+        """The companion's files copied into `into` by skopeo (by the digest of the manifest `raw`)."""
+        companion = into / ".companion"
+        self.skopeo.copy(f"docker://{repository}@sha256:{hashlib.sha256(raw).hexdigest()}", f"oci:{companion}:{LOCAL_TAG}")
+        found = read_artifact(companion, LOCAL_TAG, ACI_TYPE, where)
+        for name in COMPANION_FILES:
+            os.replace(found.files[name], into / name)
+        shutil.rmtree(companion)
 
     # ---------------------------------------------------------------- volumes and pods
 
@@ -248,7 +274,7 @@ class RegistryStore:
         raw = self.reads.manifest(reference)
         if raw is None:
             raise RegistryError(f"{reference} is not in the registry")
-        declared = _declared_bytes(raw, artifact_type, reference)
+        declared = sum(layer.size for layer in _artifact_files(raw, artifact_type, reference))
         if max_bytes is not None and declared > max_bytes:
             raise RegistryError(f"{reference}: its files total {declared} bytes, more than the {max_bytes} allowed")
         repository = reference.rpartition(":")[0]
@@ -308,15 +334,13 @@ def _at_once(*steps: Callable[[], object]) -> None:
             future.result()
 
 
-def _declared_bytes(raw: bytes, artifact_type: str, reference: str) -> int:
-    """The total size an artifact manifest declares for its files; a RegistryError if it is not one."""
+def _artifact_files(raw: bytes, artifact_type: str, reference: str) -> list[Layer]:
+    """The files an artifact manifest's raw bytes describe; a RegistryError if it is not such a manifest."""
     try:
         manifest = json.loads(raw)
-        if manifest.get("artifactType") != artifact_type:
-            raise RegistryError(f"{reference}: is {manifest.get('artifactType') or 'not an artifact'}, expected {artifact_type}")
-        return sum(int(layer["size"]) for layer in manifest["layers"])
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except ValueError:
         raise RegistryError(f"{reference}: its manifest is not a podrelease artifact") from None
+    return artifact_layers(manifest, artifact_type, reference)
 
 
 def _canonical_layout(layout: Path, digest: str, version: str) -> None:
@@ -327,9 +351,8 @@ def _canonical_layout(layout: Path, digest: str, version: str) -> None:
     (layout / oci.LAYOUT_FILE).write_bytes(oci.layout_bytes())
 
 
-def _check_aci(image_dir: Path, reference: str) -> str:
-    """The restored ACI's id, which its `sha512` file must hold."""
-    aci = aci_digest(image_dir / IMAGE_FILE)
+def _check_aci(aci: AciDigest, image_dir: Path, reference: str) -> str:
+    """The restored ACI's id (from `aci`, one read of it), which its `sha512` file must hold."""
     if aci.tar_sha512 is None:
         raise IntegrityError(f"{reference}: its image.aci is not a valid ACI: {aci.error}")
     image_id = f"sha512-{aci.tar_sha512}"
