@@ -7,6 +7,7 @@ a podman user sets (`REGISTRY_AUTH_FILE`, `CONTAINERS_REGISTRIES_CONF`).
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from registrytoken import USER, TokenRegistry
@@ -53,32 +54,15 @@ def token_registry(served, pushed, monkeypatch):
 
 
 @pytest.fixture
-def opened():
-    """Readers a test made; their kept-alive connections are closed when it ends."""
-    readers: list[Reader] = []
-    yield readers
-    for made in readers:
-        for connection in made._idle:
-            connection.close()
-
-
-@pytest.fixture
-def reader(token_registry, opened):
+def reader(token_registry):
     """A new Reader for the registry, configured from the environment as `Reads` configures its own."""
-    def make() -> Reader:
-        opened.append(Reader(token_registry.host))
-        return opened[-1]
-    return make
+    return lambda: Reader(token_registry.host)
 
 
 @pytest.fixture
-def reads(token_registry, opened):
+def reads(token_registry):
     """A new `Reads`, as the store makes it: HTTP where it answers, skopeo otherwise."""
-    def make() -> Reads:
-        made = Reads(Skopeo(token_registry.host))
-        opened.append(made.reader)
-        return made
-    return make
+    return lambda: Reads(Skopeo(token_registry.host))
 
 
 def test_the_reader_lists_tags_with_a_token(token_registry, reader):
@@ -120,6 +104,15 @@ def test_one_token_per_repository_is_fetched_and_reused_for_its_next_reads(token
     read.manifest(other, "1")
     read.tags(app)
     assert token_registry.tokens.scopes() == [f"repository:{APP}:pull", f"repository:{OTHER}:pull"]
+
+
+def test_concurrent_reads_of_one_repository_fetch_one_token(token_registry, reader):
+    read = reader()
+    repository = f"{token_registry.host}/{APP}"
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: read.tags(repository), range(16)))
+    assert answers == [{"1", "2"}] * 16
+    assert token_registry.tokens.scopes() == [f"repository:{APP}:pull"]
 
 
 def test_a_refused_token_is_fetched_again_once_and_the_read_succeeds(token_registry, reader):

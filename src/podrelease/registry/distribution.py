@@ -28,8 +28,9 @@ connection, an oversized answer, a blob that is not its digest.
 
 Auth is what the challenge asks for: Basic with the auth file's
 credentials, or a Bearer token from the challenge's realm (with those
-credentials, or anonymous), cached per repository and fetched again once
-when refused. Plain HTTP is used only for a host registries.conf marks
+credentials, or anonymous), cached per repository, fetched by one reader
+while the others of that repository wait, and fetched again once when
+refused. Plain HTTP is used only for a host registries.conf marks
 insecure, after HTTPS failed, as skopeo does.
 """
 
@@ -81,6 +82,7 @@ class Reader:
         self._access_of = access
         self._lock = threading.Lock()  # guards the pool and the token cache
         self._once = threading.Lock()  # the first request pings alone
+        self._fetching: dict[str, threading.Lock] = {}  # per token scope: one fetch at a time, the others wait
         self._idle: list[http.client.HTTPConnection] = []
         self._ready = False
         self._off: str | None = None  # why the whole host is left to skopeo
@@ -171,14 +173,16 @@ class Reader:
         """GET /v2/<name>/<path> with the auth the host asks for: a response of status 200 or 404, body unread."""
         name = self._name(repository)
         self._prepare()
-        for fresh_token in (False, True):
-            auth = self._authorization(repository, name, fresh_token)
+        refused = None  # the Authorization a 401 answered: its token is fetched again, once
+        for _ in range(2):
+            auth = self._authorization(repository, name, refused)
             connection, response = self._send(f"/v2/{name}/{path}", {**headers, **auth})
             if response.status in (200, 404):
                 return connection, response
             self._finish(connection, response, MAX_TOKEN)
             if response.status != 401 or self._challenge[0] != "bearer":
                 break
+            refused = auth.get("Authorization")
         raise Declined(f"the registry answered {response.status}")
 
     def _send(self, path: str, headers: dict[str, str]) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
@@ -267,7 +271,7 @@ class Reader:
             raise Declined(f"/v2/ answered {response.status}")
         raise Declined("the registry could not be reached over HTTP")
 
-    def _authorization(self, repository: str, name: str, fresh: bool) -> dict[str, str]:
+    def _authorization(self, repository: str, name: str, refused: str | None) -> dict[str, str]:
         kind, params = self._challenge
         if kind == "none":
             return {}
@@ -283,11 +287,14 @@ class Reader:
             return {"Authorization": f"Basic {basic}"}
         scope = f"repository:{name}:pull"
         with self._lock:
-            token = None if fresh else self._tokens.get(scope)
-        if token is None:
-            token = self._token(params, scope, basic)
+            gate = self._fetching.setdefault(scope, threading.Lock())
+        with gate:  # concurrent reads of one repository wait for one token instead of each fetching one
             with self._lock:
-                self._tokens[scope] = token
+                token = self._tokens.get(scope)
+            if token is None or f"Bearer {token}" == refused:  # another reader may have replaced it meanwhile
+                token = self._token(params, scope, basic)
+                with self._lock:
+                    self._tokens[scope] = token
         return {"Authorization": f"Bearer {token}"}
 
     def _token(self, params: dict[str, str], scope: str, basic: str | None) -> str:
