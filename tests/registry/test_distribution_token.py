@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from registrytoken import USER, TokenRegistry
 
+from podrelease.core.errors import RegistryError
 from podrelease.registry.artifacts import ArtifactFile, write_artifact
 from podrelease.registry.distribution import Declined, Reader, Reads
 from podrelease.registry.skopeo import Skopeo
@@ -161,6 +162,15 @@ def test_wrong_credentials_make_the_reader_decline(token_registry, reader, tmp_p
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(token_registry.write_auth(tmp_path / "auth.json", USER, "wrong")))
     with pytest.raises(Declined, match="no token"):
         reader().manifest(f"{token_registry.host}/{APP}", "1")
+
+
+def test_wrong_credentials_make_reads_raise_one_line_registry_error(token_registry, reads, tmp_path, monkeypatch):
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(token_registry.write_auth(tmp_path / "auth.json", USER, "wrong")))
+    with pytest.raises(RegistryError) as raised:
+        reads().tags(f"{token_registry.host}/{APP}")
+    message = str(raised.value)
+    assert "\n" not in message
+    assert f"registry {token_registry.host} refused our credentials" in message
 
 
 def test_reads_answers_over_http_without_running_skopeo(token_registry, pushed, reads, monkeypatch):

@@ -299,6 +299,7 @@ class Reader:
 
     def _token(self, params: dict[str, str], scope: str, basic: str | None) -> str:
         """A Bearer token for `scope` from the challenge's realm."""
+        import urllib.error
         import urllib.request  # only registries with token auth need it; it is slow to import
 
         realm = params.get("realm", "")
@@ -312,7 +313,9 @@ class Reader:
             with urllib.request.urlopen(request, timeout=TIMEOUT, context=self._context) as response:
                 answer = json.loads(response.read(MAX_TOKEN))
             token = answer.get("token") or answer.get("access_token")
-        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+        except (OSError, ValueError, AttributeError, http.client.HTTPException) as err:
+            if isinstance(err, urllib.error.HTTPError):
+                err.close()  # a refusal holds its response, and with it the connection
             raise Declined("no token from the registry's realm") from None
         if not isinstance(token, str) or not token:
             raise Declined("the registry's realm gave no token")
