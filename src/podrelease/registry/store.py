@@ -39,6 +39,7 @@ from pathlib import Path
 from ..core import fsops, oci
 from ..core.errors import ContractError, IntegrityError, RegistryError
 from ..core.hashing import AciDigest, AciDigester, aci_digest, check_sha512_file, short
+from ..core.progress import Progress
 from .artifacts import VERSION, ArtifactFile, Layer, artifact_layers, read_artifact, write_artifact
 from .distribution import Declined, Reads
 from .references import TIP_TAG, Registry, companion_tag, tag_of, version_of
@@ -224,12 +225,13 @@ class RegistryStore:
         digester = AciDigester(background=True)
         try:
             for layer in layers:
-                with open(into / layer.title, "wb") as out:
+                with open(into / layer.title, "wb") as out, Progress(f"{repository} {layer.title}", layer.size) as shown:
                     sinks = (out.write, digester.update) if layer.title == IMAGE_FILE else (out.write,)
 
-                    def sink(data: bytes, sinks=sinks) -> None:
+                    def sink(data: bytes, sinks=sinks, shown=shown) -> None:
                         for each in sinks:
                             each(data)
+                        shown.advance(len(data))
 
                     self.reads.reader.blob(repository, layer.digest, layer.size, sink)
         finally:
