@@ -29,7 +29,8 @@ from ..model.layout import POD_JSON, ReleaseRoot
 from ..model.plan import TipUpdate
 from ..model.settings import Setting, registry_setting
 from ..model.tip import tip_version
-from ..registry.references import parse_registry, tag_of
+from ..registry.artifacts import ArtifactFile, artifact_digest
+from ..registry.references import companion_tag, parse_registry, tag_of
 from ..registry.store import POD_TYPE, SHA512_FILE, VOLUME_TYPE, RegistryStore
 
 
@@ -177,16 +178,38 @@ class Publisher:
         for volume in record.volumes:
             if not self.has_volume(volume.label, volume.version):
                 self.push_volume(volume.label, volume.version)
-        files = sorted((entry.name, Path(entry.path)) for entry in os.scandir(pod_dir) if entry.is_file(follow_symlinks=False))
-        self.store.push_files(self._repository("pod", pod, channel), version, files, POD_TYPE, pod_dir.parent)
+        self.store.push_files(self._repository("pod", pod, channel), version, _pod_files(pod_dir), POD_TYPE, pod_dir.parent)
 
     def _check_same_image(self, label: Label, version: str, local: str | None) -> None:
         """A pod may name an image version the registry has only if the registry's is the one it links."""
         repository = self._repository("image", label)
-        held = self.store.image_digest(repository, version)
+        held = self.store.version_digest(repository, version)
         if local is not None and held is not None and held != local:
             raise RegistryError(f"{repository}:{self._tag(version)} already holds {held}; this root's image "
                                 f"{label} {version} is {local}: version tags are immutable, release a new version")
+
+    # ---------------------------------------------------------------- agreement (doit verify)
+
+    def published_image(self, label: Label, version: str) -> str | None:
+        """The manifest digest the registry holds under an image version's tag; None if it has none."""
+        if not self.has_image(label, version):
+            return None
+        return self.store.version_digest(self._repository("image", label), version)
+
+    def has_companion(self, label: Label, digest: str) -> bool:
+        """Whether the registry holds the ACI companion of image manifest `digest`."""
+        return companion_tag(digest) in self.store.tags(self._repository("image", label))
+
+    def published_pod(self, channel: str, pod: Label, version: str) -> str | None:
+        """The manifest digest the registry holds under a pod version's tag; None if it has none."""
+        if not self.has_pod(channel, pod, version):
+            return None
+        return self.store.version_digest(self._repository("pod", pod, channel), version)
+
+    def pod_digest(self, channel: str, pod: Label, version: str) -> str:
+        """The manifest digest `push_pod` gives this root's pod directory."""
+        files = [ArtifactFile(title, path) for title, path in _pod_files(self.root.pod_dir(channel, pod, version))]
+        return artifact_digest(POD_TYPE, files, version)
 
     # ---------------------------------------------------------------- tip
 
@@ -198,6 +221,11 @@ class Publisher:
     def point_tip(self, tip: TipUpdate) -> None:
         self._tips.pop(tip.name, None)
         self.store.point_tip(self._repository("pod", tip.pod, tip.channel), _chooser(tip))
+
+
+def _pod_files(pod_dir: Path) -> list[tuple[str, Path]]:
+    """What a pod's registry artifact holds: the regular files of its directory (not its links), by name."""
+    return sorted((entry.name, Path(entry.path)) for entry in os.scandir(pod_dir) if entry.is_file(follow_symlinks=False))
 
 
 def _chooser(tip: TipUpdate):

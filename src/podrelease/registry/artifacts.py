@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,11 +71,29 @@ def write_artifact(layout: Path, artifact_type: str, files: list[ArtifactFile], 
     (layout / oci.BLOBS_DIR).mkdir(parents=True)
     (layout / oci.LAYOUT_FILE).write_bytes(oci.layout_bytes())
     (layout / oci.blob_rel(EMPTY_DIGEST)).write_bytes(b"{}")
+    data = artifact_manifest(artifact_type, files, subject, version,
+                             placed=lambda file, digest: _place_blob(layout, file.path, digest))
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    (layout / oci.blob_rel(digest)).write_bytes(data)
+    descriptor = {"mediaType": oci.MEDIA_MANIFEST, "digest": digest, "size": len(data)}
+    (layout / oci.INDEX_FILE).write_bytes(oci.index_bytes(descriptor, tag))
+    return digest
+
+
+def artifact_digest(artifact_type: str, files: list[ArtifactFile], version: str | None = None) -> str:
+    """The manifest digest `write_artifact` gives these files, without writing anything."""
+    return "sha256:" + hashlib.sha256(artifact_manifest(artifact_type, files, version=version)).hexdigest()
+
+
+def artifact_manifest(artifact_type: str, files: list[ArtifactFile], subject: dict | None = None,
+                      version: str | None = None,
+                      placed: Callable[[ArtifactFile, str], None] = lambda file, digest: None) -> bytes:
+    """The manifest of an artifact of `files` (each read once; `placed` is told its digest)."""
     layers = []
     for file in files:
         hexdigest, size = digest_and_size(file.path, "sha256")
         digest = f"sha256:{hexdigest}"
-        _place_blob(layout, file.path, digest)
+        placed(file, digest)
         layers.append({"mediaType": file.media_type, "digest": digest, "size": size,
                        "annotations": {TITLE: file.title}})
     manifest = {"schemaVersion": 2, "mediaType": oci.MEDIA_MANIFEST, "artifactType": artifact_type,
@@ -83,12 +102,7 @@ def write_artifact(layout: Path, artifact_type: str, files: list[ArtifactFile], 
         manifest["subject"] = subject
     if version is not None:
         manifest["annotations"] = {VERSION: version}
-    data = oci.canonical_json(manifest)
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    (layout / oci.blob_rel(digest)).write_bytes(data)
-    descriptor = {"mediaType": oci.MEDIA_MANIFEST, "digest": digest, "size": len(data)}
-    (layout / oci.INDEX_FILE).write_bytes(oci.index_bytes(descriptor, tag))
-    return digest
+    return oci.canonical_json(manifest)
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,8 @@ class RegistryStore:
             raise RegistryError(f"{reference} holds {held}, not {digest}: another runner pushed other content under that version")
         self._pushed(repository, tag)
 
-    def image_digest(self, repository: str, version: str) -> str | None:
+    def version_digest(self, repository: str, version: str) -> str | None:
+        """The manifest digest under a version's tag, or None."""
         return self.reads.digest(f"{repository}:{tag_of(version)}")
 
     def restore_image(self, repository: str, version: str, target: Path, expect_oci: str | None = None,

@@ -19,6 +19,8 @@ fault is one line (report.py).
   image, pod rule and channel parameters give (manifests.py), drift
   (drift.py), and with allowed
   signers each pod's signature (signatures.py, on the hashing threads);
+- with a registry, compare each image and pod version with what the
+  registry holds under its tag (published.py);
 - sort the problems by path.
 """
 
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from ..build import archive
 from ..model.layout import ReleaseRoot
-from . import agreement, drift, images, manifests, pending, pods, scan, signatures, sources, tips
+from . import agreement, drift, images, manifests, pending, pods, published, scan, signatures, sources, tips
 from .report import Problem, Problems, Report
 
 __all__ = ["Problem", "Report", "verify"]
@@ -72,5 +74,8 @@ def verify(root: ReleaseRoot, workers: int | None = None, allowed_signers: Path 
     for job in drift_jobs:
         drift.report_drift(problems, job)
     signatures.report_signatures(problems, signature_checks)
+    publisher = published.open_registry(found, problems)
+    if publisher is not None:
+        published.check_published(found, problems, publisher)
 
     return Report(problems.sorted(), found.checked)

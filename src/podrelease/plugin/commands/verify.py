@@ -64,6 +64,10 @@ With --allowed-signers FILE, every pod directory's pod.json.sig must verify
 for the pod's channel.
 Warns when an image's rule or input files changed since its newest version was
 built (drift: the version was not bumped).
+With a registry (podrelease.yaml's registry:, or PODRELEASE_REGISTRY), every
+image and pod version must be in the registry with the digest it has here
+(a warning while it is not pushed yet; an error when the tag holds other
+content). PODRELEASE_REGISTRY= verify checks the disk alone.
 Prints one `path[:line]: message` line per problem, then a summary.
 Exit status: 0 if there is no error (warnings allowed unless --strict), 1
 otherwise. Reads only; never writes.
