@@ -7,6 +7,7 @@ a podman user sets (`REGISTRY_AUTH_FILE`, `CONTAINERS_REGISTRIES_CONF`).
 from __future__ import annotations
 
 import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -80,6 +81,15 @@ def test_the_reader_reads_a_manifest_by_digest_with_a_token(token_registry, push
     digest = pushed[APP, "2"]
     raw = reader().manifest(f"{token_registry.host}/{APP}", digest)
     assert raw is not None and "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+
+
+def test_the_reader_streams_a_blob_with_the_repositorys_token(token_registry, reader):
+    read = reader()
+    layer = json.loads(read.manifest(f"{token_registry.host}/{APP}", "1") or b"{}")["layers"][0]
+    received: list[bytes] = []
+    read.blob(f"{token_registry.host}/{APP}", layer["digest"], layer["size"], received.append)
+    assert b"".join(received) == f"{APP} 1\n".encode()
+    assert token_registry.tokens.scopes() == [f"repository:{APP}:pull"]
 
 
 def test_a_tag_that_is_not_there_reads_as_none_with_a_token(token_registry, reader):
