@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_example, doit
+from conftest import copy_example, doit, executed
 from sshkeys import HAVE_SSH_KEYGEN, allowed_signers, make_key
 
 # each test builds the example and pushes it: slow (CI runs them with `pytest -m slow`)
@@ -43,3 +43,42 @@ def test_a_signed_release_pushed_to_a_registry_deploys_only_with_its_signature(t
     assert refused.returncode == 1
     assert refused.stderr.count("\n") == 1 and "signed by an unknown key" in refused.stderr
     assert not (tmp_path / "ops2" / "pods").exists()
+
+
+def test_a_key_set_after_the_push_signs_the_pod_and_pushes_its_signature_under_its_own_tag(tmp_path, registry):
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    key = make_key(tmp_path / "keys", "release")
+    root = copy_example(tmp_path / "runner")
+    doit(root, env=registry.env(prefix), check=True)  # pushed unsigned
+    signing = {**registry.env(prefix), "PODRELEASE_SIGNING_KEY": str(key), "SSH_AUTH_SOCK": ""}
+    doit(root, env=signing, check=True)
+    assert (root / "channels/staging/web/frontend/1.2.0/pod.json.sig").is_file()
+    assert "_sig.1.2.0" in registry.tags(f"{prefix}/channels/staging/web/frontend")
+    assert executed(doit(root, env=signing, check=True)) == []  # nothing left to do
+    verified = doit(root, "verify", "--strict", env=registry.env(prefix))
+    assert verified.returncode == 0, verified.stdout
+
+
+def test_a_host_deploying_from_the_registry_gets_a_signature_added_after_the_push(tmp_path, registry, ops):
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    key = make_key(tmp_path / "keys", "release")
+    signers = allowed_signers(tmp_path / "allowed_signers", ("release@example.com", key, ""))
+    root = copy_example(tmp_path / "runner")
+    doit(root, env=registry.env(prefix), check=True)
+    doit(root, env={**registry.env(prefix), "PODRELEASE_SIGNING_KEY": str(key), "SSH_AUTH_SOCK": ""}, check=True)
+    url = f"oci://{registry.host}/{prefix}/channels/staging/web/frontend:tip"
+    deployed = deploy(ops, url, registry.env(prefix), "--allowed-signers", str(signers))
+    assert deployed.returncode == 0, deployed.stderr
+
+
+def test_a_fresh_runner_bundles_a_pod_with_the_signature_added_after_its_push(tmp_path, registry):
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    key = make_key(tmp_path / "keys", "release")
+    a = copy_example(tmp_path / "a")
+    doit(a, env=registry.env(prefix), check=True)
+    doit(a, env={**registry.env(prefix), "PODRELEASE_SIGNING_KEY": str(key), "SSH_AUTH_SOCK": ""}, check=True)
+    b = copy_example(tmp_path / "b")
+    doit(b, "bundle:staging/web/frontend/1.2.0", env=registry.env(prefix), check=True)
+    signature = "channels/staging/web/frontend/1.2.0/pod.json.sig"
+    assert (b / signature).read_bytes() == (a / signature).read_bytes()
+    assert (b / "bundles/staging/web/frontend/1.2.0/pod.json.sig").read_bytes() == (a / signature).read_bytes()

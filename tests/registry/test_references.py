@@ -9,6 +9,7 @@ from podrelease.registry.references import (
     companion_tag,
     parse_pod_reference,
     parse_registry,
+    signature_tag,
     tag_of,
     version_of,
 )
@@ -48,6 +49,16 @@ def test_tip_and_companion_tags_name_no_version():
     assert companion_tag(digest) == "sha256-" + "ab" * 32 + ".aci"
     assert version_of(companion_tag(digest)) is None
     assert version_of("tip") is None
+
+
+def test_a_signature_tag_is_never_a_version_tag():
+    assert signature_tag("1.2.0+build.7") == "_sig.1.2.0_build.7"
+    assert version_of(signature_tag("1.2.0")) is None
+
+
+def test_a_version_too_long_for_a_signature_tag_is_refused():
+    with pytest.raises(ValueError, match="too long for a signature tag"):
+        signature_tag("1." + "0" * 124)
 
 
 def test_a_version_too_long_for_a_tag_is_refused():

@@ -30,8 +30,8 @@ from ..model.plan import TipUpdate
 from ..model.settings import Setting, registry_setting
 from ..model.tip import tip_version
 from ..registry.artifacts import ArtifactFile, artifact_digest
-from ..registry.references import companion_tag, parse_registry, tag_of
-from ..registry.store import POD_TYPE, SHA512_FILE, VOLUME_TYPE, RegistryStore
+from ..registry.references import companion_tag, parse_registry, signature_tag, tag_of
+from ..registry.store import POD_TYPE, SHA512_FILE, SIGNATURE_TYPE, VOLUME_TYPE, RegistryStore
 
 
 def open_publisher(root: ReleaseRoot, setting: Setting | None = None) -> Publisher | None:
@@ -145,6 +145,8 @@ class Publisher:
         with fsops.building_dir(final) as tmp:
             reference = f"{repository}:{self._tag(version)}"
             self.store.fetch_files(reference, tmp, POD_TYPE)
+            if not (tmp / SIGNATURE_NAME).exists():  # signed after it was pushed, perhaps
+                self.store.fetch_signature(repository, version, tmp)
             record = read_pod_json(tmp / POD_JSON, reference)
             _check_pod_files(record, tmp, reference)
             for image in record.images:
@@ -179,6 +181,30 @@ class Publisher:
             if not self.has_volume(volume.label, volume.version):
                 self.push_volume(volume.label, volume.version)
         self.store.push_files(self._repository("pod", pod, channel), version, _pod_files(pod_dir), POD_TYPE, pod_dir.parent)
+        if (pod_dir / SIGNATURE_NAME).is_file():
+            self.push_signature(channel, pod, version)
+
+    def has_signature(self, channel: str, pod: Label, version: str) -> bool:
+        """Whether the registry holds a pod version's signature under its own tag (see `push_signature`)."""
+        return self._signature_tag(version) in self.store.tags(self._repository("pod", pod, channel))
+
+    def push_signature(self, channel: str, pod: Label, version: str) -> None:
+        """Push a pod version's pod.json.sig under its own tag `_sig.<version>`.
+
+        Every signed pod's signature goes there, beside the pod artifact
+        that carries it too: a pod signed after it was pushed (a key set
+        later) cannot join its immutable artifact, and one place to look
+        keeps `published` a question about tags alone.
+        """
+        pod_dir = self.root.pod_dir(channel, pod, version)
+        self.store.push_files(self._repository("pod", pod, channel), version, [(SIGNATURE_NAME, pod_dir / SIGNATURE_NAME)],
+                              SIGNATURE_TYPE, pod_dir.parent, tag=self._signature_tag(version))
+
+    def _signature_tag(self, version: str) -> str:
+        try:
+            return signature_tag(version)
+        except ValueError as err:
+            raise UserError(None, None, str(err)) from None
 
     def _check_same_image(self, label: Label, version: str, local: str | None) -> None:
         """A pod may name an image version the registry has only if the registry's is the one it links."""
@@ -206,10 +232,13 @@ class Publisher:
             return None
         return self.store.version_digest(self._repository("pod", pod, channel), version)
 
-    def pod_digest(self, channel: str, pod: Label, version: str) -> str:
-        """The manifest digest `push_pod` gives this root's pod directory."""
+    def pod_digests(self, channel: str, pod: Label, version: str) -> tuple[str, ...]:
+        """The manifest digest `push_pod` gives this root's pod directory; for a signed pod, then
+        also the digest it had if it was pushed before it was signed."""
         files = [ArtifactFile(title, path) for title, path in _pod_files(self.root.pod_dir(channel, pod, version))]
-        return artifact_digest(POD_TYPE, files, version)
+        unsigned = [file for file in files if file.title != SIGNATURE_NAME]
+        digests = (artifact_digest(POD_TYPE, files, version),)
+        return digests + (artifact_digest(POD_TYPE, unsigned, version),) if len(unsigned) < len(files) else digests
 
     # ---------------------------------------------------------------- tip
 

@@ -1,6 +1,7 @@
 """A pod from a registry: `oci://<registry>/<prefix>/channels/<channel>/<label_path>/<pod>:<version|tip>`.
 
-The pod's artifact (pod.json, its signature, its files), then each image
+The pod's artifact (pod.json, its signature, its files; a signature
+added after the push comes from its own tag), then each image
 (the OCI image by the digest pod.json pins, and its ACI companion) and each
 volume, are pulled with skopeo into the deploy's private staging directory,
 laid out exactly as a bundle. From there the deploy goes on as for a bundle
@@ -23,6 +24,7 @@ from pathlib import Path
 from ..core import oci
 from ..core.errors import ContractError, FetchError, PodreleaseError
 from ..core.podjson import MAX_POD_JSON, parse_pod_json
+from ..core.signing import SIGNATURE_NAME
 from ..registry.references import parse_pod_reference, tag_of
 from ..registry.store import POD_TYPE, VOLUME_TYPE, RegistryStore
 from .sources import DirSource
@@ -44,6 +46,8 @@ def pull_bundle(url: str, staging: Path) -> DirSource:
         pod = parse_pod_json((bundle / "pod.json").read_bytes()[: MAX_POD_JSON + 1], f"{url} pod.json")
         if reference.tag not in ("tip", tag_of(pod.version)):
             raise FetchError(f"{url}: holds version {pod.version}, not {reference.tag}")
+        if not (bundle / SIGNATURE_NAME).exists():  # signed after it was pushed, perhaps
+            store.fetch_signature(reference.repository, pod.version, bundle)
         for image in pod.images:
             if image.oci is None:
                 raise FetchError(f"{url}: image {image.name} has no OCI digest in pod.json, so it cannot come from a registry")

@@ -676,8 +676,17 @@ class Release:
             self.push_bases(pod)
             with locks.holding(self.root.path, f"pod:{release}"):
                 self.remote.push_pod(tip.channel, tip.pod, version)
+        elif self.signature_unpublished(release, tip):
+            with locks.holding(self.root.path, f"pod:{release}"):
+                self.remote.push_signature(tip.channel, tip.pod, version)
         self.remote.point_tip(tip)
         return moved
+
+    def signature_unpublished(self, release: str, tip: TipUpdate) -> bool:
+        """A pod signed here whose signature the registry lacks (it was pushed before a key was set)."""
+        assert self.remote is not None
+        signed = os.path.lexists(os.path.join(os.path.dirname(self.pod_json(release)), signing.SIGNATURE_NAME))
+        return signed and not self.yanked[release] and not self.remote.has_signature(tip.channel, tip.pod, release.rpartition("/")[2])
 
     def push_bases(self, pod: PodAssembly) -> None:
         """The bases of a pod's images, which pod.json does not name, so a runner building on them finds them."""
@@ -695,7 +704,7 @@ class Release:
             return True
         if not self.yanked[release] and not self.remote.has_release(release):
             return False
-        return self.remote.tip_is_current(tip)
+        return not self.signature_unpublished(release, tip) and self.remote.tip_is_current(tip)
 
     def task_tip(self):
         """Point a pod's tip at its highest released version in a channel."""
@@ -742,7 +751,8 @@ class Release:
             # tip past it); only a pending release needs asking again when it runs
             if assembled and tip_name not in current:
                 current[tip_name] = self.tips.is_current(tip, self.found_at_start)
-            done = assembled and current[tip_name] and (self.remote is None or self.published(name, tip))
+            # a pod this run signs is asked again after it is signed: the signature may need pushing
+            done = assembled and current[tip_name] and (self.remote is None or (self.published(name, tip) and not self.pending(name)))
             yield doittasks.subtask(
                 releases, name,
                 doc=f"yanked: {reason or 'no reason given'}" if yanked else f"channels/{name}{INSTRUCTION_SUFFIX}",

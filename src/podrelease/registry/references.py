@@ -6,10 +6,15 @@
 | ACI companion | the same repository, tag `sha256-<image manifest hex>.aci`    |
 | pod version   | `<registry>/<prefix>/channels/<channel>/<label_path>/<pod>:<version>` |
 | tip           | the tag `tip` of that pod repository                          |
+| pod signature | the same repository, tag `_sig.<version>`                     |
 | volume        | `<registry>/<prefix>/volumes/<label_path>/<volume>:<version>` |
 
 A version becomes a tag as it is, except `+` (which tags may not hold)
 becomes `_` (which versions may not hold), so the mapping is one to one.
+A version starts with a letter or a digit, so a tag starting with `_` is
+never a version's: `_sig.<version tag>` holds the signature of a pod
+version signed after it was pushed (its tag never changes, so the
+signature cannot join it).
 The companion's tag follows cosign's `sha256-<hex>.sig` convention: it is
 named by the content it belongs to, so it never moves.
 
@@ -29,6 +34,7 @@ HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](
 MAX_REPOSITORY = 255
 TIP_TAG = "tip"
 COMPANION_SUFFIX = ".aci"
+SIGNATURE_PREFIX = "_sig."
 OCI_SCHEME = "oci://"
 
 
@@ -91,10 +97,18 @@ def tag_of(version: str) -> str:
 
 
 def version_of(tag: str) -> str | None:
-    """The version a tag names, or None for a tag that names no version (tip, companions)."""
-    if tag == TIP_TAG or tag.endswith(COMPANION_SUFFIX):
+    """The version a tag names, or None for a tag that names no version (tip, companions, signatures)."""
+    if tag == TIP_TAG or tag.endswith(COMPANION_SUFFIX) or tag.startswith("_"):
         return None
     return tag.replace("_", "+")
+
+
+def signature_tag(version: str) -> str:
+    """The tag of a pod version's signature artifact; ValueError if the version is too long for one."""
+    tag = SIGNATURE_PREFIX + tag_of(version)
+    if not TAG.match(tag):
+        raise ValueError(f"version {version[:40]!r} is too long for a signature tag (at most {128 - len(SIGNATURE_PREFIX)} characters)")
+    return tag
 
 
 def companion_tag(manifest_digest: str) -> str:

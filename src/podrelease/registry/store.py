@@ -40,9 +40,10 @@ from ..core import fsops, oci
 from ..core.errors import ContractError, IntegrityError, RegistryError
 from ..core.hashing import AciDigest, AciDigester, aci_digest, check_sha512_file, short
 from ..core.progress import Progress
+from ..core.signing import MAX_SIGNATURE, SIGNATURE_NAME
 from .artifacts import VERSION, ArtifactFile, Layer, artifact_layers, read_artifact, write_artifact
 from .distribution import Declined, Reads
-from .references import TIP_TAG, Registry, companion_tag, tag_of, version_of
+from .references import TIP_TAG, Registry, companion_tag, signature_tag, tag_of, version_of
 from .skopeo import Skopeo
 
 IMAGE_FILE = "image.aci"
@@ -52,6 +53,7 @@ COMPANION_FILES = (IMAGE_FILE, SHA512_FILE, BUILD_RECORD_FILE)
 ACI_TYPE = "application/vnd.podrelease.image.aci.v1"
 POD_TYPE = "application/vnd.podrelease.pod.v1"
 VOLUME_TYPE = "application/vnd.podrelease.volume.v1"
+SIGNATURE_TYPE = "application/vnd.podrelease.signature.v1"
 MEDIA_ACI = "application/vnd.appc.aci+gzip"
 LOCAL_TAG = "artifact"
 TIP_ATTEMPTS = 20
@@ -251,12 +253,13 @@ class RegistryStore:
     # ---------------------------------------------------------------- volumes and pods
 
     def push_files(self, repository: str, version: str, files: Iterable[tuple[str, Path]], artifact_type: str,
-                   scratch_parent: Path) -> str:
-        """Push files (path inside the artifact, where it is) as one artifact under the version's tag."""
+                   scratch_parent: Path, tag: str | None = None) -> str:
+        """Push files (path inside the artifact, where it is) as one artifact of `version`, under
+        `tag` (by default the version's)."""
         with fsops.scratch_dir(scratch_parent, "push") as scratch:
             layout = scratch / "artifact"
             digest = write_artifact(layout, artifact_type, [ArtifactFile(t, p) for t, p in files], LOCAL_TAG, version=version)
-            self._push(layout, LOCAL_TAG, repository, tag_of(version), digest)
+            self._push(layout, LOCAL_TAG, repository, tag or tag_of(version), digest)
         return digest
 
     def restore_files(self, repository: str, tag: str, target: Path, artifact_type: str,
@@ -291,6 +294,19 @@ class RegistryStore:
             shutil.copyfile(blob, destination)
         shutil.rmtree(layout)
         return found.sizes
+
+    def fetch_signature(self, repository: str, version: str, into: Path) -> bool:
+        """A pod version's signature pushed after the pod (tag `_sig.<version>`), into `into` as
+        pod.json.sig; False if the registry holds none."""
+        reference = f"{repository}:{signature_tag(version)}"
+        if self.reads.manifest(reference) is None:
+            return False
+        with fsops.scratch_dir(into, "signature") as scratch:
+            sizes = self.fetch_files(reference, scratch, SIGNATURE_TYPE, MAX_SIGNATURE)
+            if set(sizes) != {SIGNATURE_NAME}:
+                raise RegistryError(f"{reference}: holds {sorted(sizes)}, not {SIGNATURE_NAME}")
+            os.replace(scratch / SIGNATURE_NAME, into / SIGNATURE_NAME)
+        return True
 
     # ---------------------------------------------------------------- tip
 

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..build.publishing import Publisher, open_publisher
 from ..core.errors import RegistryError, UserError
+from ..core.signing import SIGNATURE_NAME
 from ..model.settings import registry_setting
 from .report import WARNING, Problems
 from .scan import Home, ImageDir, PodDir, Scan
@@ -83,7 +84,10 @@ def _check_pod(problems: Problems, publisher: Publisher, home: Home, pod: PodDir
         problems.report("registry", pod.path, f"not in the registry yet ({where}): the next doit pushes it",
                         severity=WARNING)
         return
-    local = publisher.pod_digest(home.channel, home.label, pod.version)
-    if held != local:
-        problems.report("registry", pod.path, f"the registry holds {held} under {where}, this pod is {local}: "
+    local = publisher.pod_digests(home.channel, home.label, pod.version)
+    if held not in local:
+        problems.report("registry", pod.path, f"the registry holds {held} under {where}, this pod is {local[0]}: "
                         "the tag was overwritten, or another root released other content under this version")
+    elif (pod.path / SIGNATURE_NAME).is_file() and not publisher.has_signature(home.channel, home.label, pod.version):
+        problems.report("registry", pod.path, f"its signature is not in the registry yet ({where}): the next doit pushes it",
+                        severity=WARNING)
