@@ -265,3 +265,27 @@ def test_volume_create_refuses_a_version_the_registry_already_holds(tmp_path, re
     result = doit(b, "volume-create", "//web:static@2.0.0", str(tmp_path / "static"), env=registry.env(prefix))
     assert "already in the registry" in one_line_error(result)
     assert not (b / "volumes/web/static/2.0.0").exists()
+
+
+def test_yanking_every_version_withdraws_the_registry_tip_and_a_host_deploying_it_gets_one_line(tmp_path, registry, prefix, ops):
+    a = runner(tmp_path, "a")
+    doit(a, env=registry.env(prefix), check=True)
+    pods = f"{prefix}/channels/staging/web/frontend"
+    home = a / "channels/staging/web/frontend"
+    released = {version: (home / f"{version}.yaml").read_text() for version in ("1.0.0", "1.2.0")}
+    for version in released:
+        (home / f"{version}.yaml").write_text("yanked: true\nreason: leaks memory\n")
+    doit(a, env=registry.env(prefix), check=True)
+    assert registry.digest(pods, "tip") not in {registry.digest(pods, version) for version in released}
+    assert executed(doit(a, env=registry.env(prefix), check=True)) == []
+
+    url = f"oci://{registry.host}/{pods}:tip"
+    env = {**os.environ, **registry.env(prefix), "OPS_ONBOARD_NO_START": "1"}
+    refused = subprocess.run([sys.executable, "-m", "podrelease.deploy.cli", "--root", str(ops), "deploy", url],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "every version of this pod is yanked" in refused.stderr
+
+    (home / "1.2.0.yaml").write_text(released["1.2.0"])
+    doit(a, env=registry.env(prefix), check=True)
+    assert registry.digest(pods, "tip") == registry.digest(pods, "1.2.0")

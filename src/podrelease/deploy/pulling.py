@@ -25,7 +25,7 @@ from ..core import oci
 from ..core.errors import ContractError, FetchError, PodreleaseError
 from ..core.podjson import MAX_POD_JSON, parse_pod_json
 from ..core.signing import SIGNATURE_NAME
-from ..registry.references import parse_pod_reference, tag_of
+from ..registry.references import TIP_TAG, parse_pod_reference, tag_of
 from ..registry.store import POD_TYPE, VOLUME_TYPE, RegistryStore
 from .sources import DirSource
 
@@ -42,6 +42,8 @@ def pull_bundle(url: str, staging: Path) -> DirSource:
     bundle = staging / "bundle"
     bundle.mkdir()
     try:
+        if reference.tag == TIP_TAG and store.tip_withdrawn(reference.repository):
+            raise FetchError(f"{url}: every version of this pod is yanked: there is no tip to deploy")
         store.fetch_files(f"{reference.repository}:{reference.tag}", bundle, POD_TYPE, MAX_POD_ARTIFACT)
         pod = parse_pod_json((bundle / "pod.json").read_bytes()[: MAX_POD_JSON + 1], f"{url} pod.json")
         if reference.tag not in ("tip", tag_of(pod.version)):

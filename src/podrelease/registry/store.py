@@ -22,15 +22,19 @@ Invariants, each relied on by a runner that finds something in the registry:
   after writing tip, reads the tags again and repeats until tip already
   names the chosen version. The last writer's check sees every version
   pushed before it; a version pushed after it is followed by its pusher's
-  own tip step.
+  own tip step. With no version to choose (every one yanked), tip holds
+  the no-tip artifact instead: a registry deletes manifests, not tags, and
+  deleting tip's manifest would delete the version it names.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +58,8 @@ ACI_TYPE = "application/vnd.podrelease.image.aci.v1"
 POD_TYPE = "application/vnd.podrelease.pod.v1"
 VOLUME_TYPE = "application/vnd.podrelease.volume.v1"
 SIGNATURE_TYPE = "application/vnd.podrelease.signature.v1"
+NO_TIP_TYPE = "application/vnd.podrelease.no-tip.v1"  # what tip holds once every version is yanked
+NO_TIP_NOTE = b"Every version of this pod is yanked: there is no tip to deploy.\n"
 MEDIA_ACI = "application/vnd.appc.aci+gzip"
 LOCAL_TAG = "artifact"
 TIP_ATTEMPTS = 20
@@ -312,38 +318,73 @@ class RegistryStore:
 
     def tip_target(self, repository: str, choose: Callable[[set[str]], str | None],
                    fresh: bool = True) -> tuple[str | None, str | None, str | None]:
-        """(chosen version, its digest, the digest tip holds); `fresh` lists the tags again."""
+        """(chosen version, the digest tip should hold, the digest it holds); `fresh` lists the tags again.
+
+        With no version to choose (every one yanked) tip should hold the
+        no-tip artifact, if it holds anything.
+        """
         if fresh:
             self._tags.pop(repository, None)
             self._tips.pop(repository, None)
         tags = self.tags(repository)
         target = choose(self.versions(repository))
-        want = self.reads.digest(f"{repository}:{tag_of(target)}") if target else None
         have = self.reads.digest(f"{repository}:{TIP_TAG}") if TIP_TAG in tags else None
+        if target is not None:
+            want = self.reads.digest(f"{repository}:{tag_of(target)}")
+        else:
+            want = _no_tip_digest() if have is not None else None
         return target, want, have
 
     def tip_is_current(self, repository: str, choose: Callable[[set[str]], str | None]) -> bool:
-        """Whether tip names the chosen version, by the tags this process listed: one read of tip."""
+        """Whether tip names the chosen version (or, with none, no version), by the tags this process
+        listed: one read of tip."""
         tags = self.tags(repository)
         target = choose(self.versions(repository))
-        if target is None:
-            return True
         if TIP_TAG not in tags:
-            return False
+            return target is None
         raw = self._tips[repository] if repository in self._tips else self._read_tip(repository)
         try:
-            return raw is not None and json.loads(raw)["annotations"][VERSION] == target
-        except (ValueError, KeyError, TypeError):
+            manifest = json.loads(raw) if raw is not None else None
+            if target is None:
+                return manifest is None or manifest.get("artifactType") == NO_TIP_TYPE
+            return manifest is not None and manifest["annotations"][VERSION] == target
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return False
+
+    def tip_withdrawn(self, repository: str) -> bool:
+        """Whether tip holds the no-tip artifact: every version of the pod is yanked."""
+        raw = self._read_tip(repository)
+        try:
+            return raw is not None and json.loads(raw).get("artifactType") == NO_TIP_TYPE
+        except (ValueError, AttributeError):
             return False
 
     def point_tip(self, repository: str, choose: Callable[[set[str]], str | None]) -> str | None:
-        """Tag `tip` to the chosen version; repeat until a fresh read agrees (see the module docstring)."""
+        """Tag `tip` to the chosen version (or withdraw it); repeat until a fresh read agrees (see the module docstring)."""
         for _ in range(TIP_ATTEMPTS):
             target, want, have = self.tip_target(repository, choose)
-            if target is None or want is None or want == have:
+            if want is None or want == have:
                 return target
-            self._upload(f"docker://{repository}@{want}", f"{repository}:{TIP_TAG}", want)
+            if target is None:
+                with tempfile.TemporaryDirectory(prefix="podrelease-no-tip-") as scratch:
+                    layout, digest = _write_no_tip(Path(scratch))
+                    self._upload(f"oci:{layout}:{LOCAL_TAG}", f"{repository}:{TIP_TAG}", digest)
+            else:
+                self._upload(f"docker://{repository}@{want}", f"{repository}:{TIP_TAG}", want)
         raise RegistryError(f"{repository}:{TIP_TAG} kept moving under us after {TIP_ATTEMPTS} attempts")
+
+
+def _write_no_tip(scratch: Path) -> tuple[Path, str]:
+    """The no-tip artifact's layout in `scratch`, and its digest (the same on every machine)."""
+    note = scratch / "no-tip"
+    note.write_bytes(NO_TIP_NOTE)
+    return scratch / "layout", write_artifact(scratch / "layout", NO_TIP_TYPE, [ArtifactFile("no-tip", note)], LOCAL_TAG)
+
+
+@functools.cache
+def _no_tip_digest() -> str:
+    with tempfile.TemporaryDirectory(prefix="podrelease-no-tip-") as scratch:
+        return _write_no_tip(Path(scratch))[1]
 
 
 def _at_once(*steps: Callable[[], object]) -> None:
