@@ -51,6 +51,7 @@ from .containersconf import HostAccess, Unsupported, host_access
 from .skopeo import Skopeo
 
 TIMEOUT = 60  # seconds for one request
+PING_TIMEOUT = 10  # seconds for the first, which tells whether the host answers at all
 MAX_MANIFEST = 4 << 20
 MAX_TAG_PAGE = 16 << 20
 MAX_TOKEN = 1 << 20
@@ -255,6 +256,7 @@ class Reader:
             elif scheme == "https":
                 self._context = ssl.create_default_context()
             connection = self._connection()
+            connection.timeout = PING_TIMEOUT  # a host that never answers is left to skopeo soon
             try:
                 connection.request("GET", "/v2/", headers={"Host": self.host})
                 response = connection.getresponse()
