@@ -1,0 +1,65 @@
+"""Review: credentials the auth file holds for a registry reach no other host."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import threading
+
+import pytest
+
+from podrelease.registry.containersconf import HostAccess
+from podrelease.registry.distribution import Declined, Reader
+
+
+class _Recorder(http.server.ThreadingHTTPServer):
+    def __init__(self, handler):
+        super().__init__(("127.0.0.1", 0), handler)
+        self.seen: list[tuple[str, str | None]] = []
+        self.realm = ""
+        self.redirect = ""
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Recorder
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.seen.append((self.path, self.headers.get("Authorization")))
+        if self.path == "/v2/":
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", f'Bearer realm="{self.server.realm}",service="r"')
+        elif self.path.startswith("/token") and self.server.redirect:
+            self.send_response(302)
+            self.send_header("Location", self.server.redirect)
+        else:
+            self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def servers():
+    registry, elsewhere = _Recorder(_Handler), _Recorder(_Handler)
+    yield registry, elsewhere
+    registry.shutdown()
+    elsewhere.shutdown()
+
+
+def test_a_token_realm_redirecting_to_another_host_gets_no_credentials(servers):
+    registry, elsewhere = servers
+    host = f"127.0.0.1:{registry.port}"
+    registry.realm = f"http://{host}/token"
+    registry.redirect = f"http://localhost:{elsewhere.port}/steal"  # another host: Go's client drops Authorization
+    secret = base64.b64encode(b"user:secret").decode()
+    access = HostAccess(host, insecure=True, auth_files=({"auths": {host: {"auth": secret}}},))
+    with pytest.raises(Declined):
+        Reader(host, access=lambda _host: access).tags(f"{host}/some/repo")
+    assert [auth for path, auth in elsewhere.seen if path.startswith("/steal")] == [None]
