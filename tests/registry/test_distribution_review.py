@@ -63,3 +63,44 @@ def test_a_token_realm_redirecting_to_another_host_gets_no_credentials(servers):
     with pytest.raises(Declined):
         Reader(host, access=lambda _host: access).tags(f"{host}/some/repo")
     assert [auth for path, auth in elsewhere.seen if path.startswith("/steal")] == [None]
+
+
+class _Open(http.server.BaseHTTPRequestHandler):
+    """A registry without auth: every request recorded with the client's port (its connection)."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as docker-registry
+    server: _Recorder
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.seen.append((self.path, str(self.client_address[1])))
+        body = b'{"name": "some/repo", "tags": ["1.0.0"]}' if self.path.endswith("tags/list") else b"{}"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_forked_child_does_not_share_its_parents_kept_alive_connections():
+    """doit -n 2 (processes, forked on Linux) inherits the reader prefetch filled: two processes
+    writing requests on one socket read each other's answers (on plain HTTP silently)."""
+    import os
+
+    server = _Recorder(_Open)
+    try:
+        host = f"127.0.0.1:{server.port}"
+        reader = Reader(host, access=lambda _host: HostAccess(host, insecure=True, auth_files=()))
+        assert reader.tags(f"{host}/some/repo") == {"1.0.0"}  # the parent's connection, now idle in the pool
+        pid = os.fork()
+        if pid == 0:
+            try:
+                reader.tags(f"{host}/some/repo")
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        ports = [port for path, port in server.seen if path.endswith("tags/list")]
+        assert len(ports) == 2 and ports[0] != ports[1], "the child asked on its parent's socket"
+    finally:
+        server.shutdown()
