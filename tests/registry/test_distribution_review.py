@@ -49,8 +49,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def servers():
     registry, elsewhere = _Recorder(_Handler), _Recorder(_Handler)
     yield registry, elsewhere
-    registry.shutdown()
-    elsewhere.shutdown()
+    for server in (registry, elsewhere):
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_token_realm_redirecting_to_another_host_gets_no_credentials(servers):
@@ -103,4 +104,7 @@ def test_a_forked_child_does_not_share_its_parents_kept_alive_connections():
         ports = [port for path, port in server.seen if path.endswith("tags/list")]
         assert len(ports) == 2 and ports[0] != ports[1], "the child asked on its parent's socket"
     finally:
+        for connection in reader._idle:
+            connection.close()
         server.shutdown()
+        server.server_close()
