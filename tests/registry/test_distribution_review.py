@@ -108,3 +108,27 @@ def test_a_forked_child_does_not_share_its_parents_kept_alive_connections():
             connection.close()
         server.shutdown()
         server.server_close()
+
+
+class _OddTags(_Open):
+    def do_GET(self) -> None:
+        body = b'{"name": "some/repo", "tags": 5}' if self.path.endswith("tags/list") else b"{}"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_tag_list_of_the_wrong_shape_is_left_to_skopeo():
+    """Anything but Declined escapes Reads as a traceback."""
+    server = _Recorder(_OddTags)
+    host = f"127.0.0.1:{server.port}"
+    reader = Reader(host, access=lambda _host: HostAccess(host, insecure=True, auth_files=()))
+    try:
+        with pytest.raises(Declined):
+            reader.tags(f"{host}/some/repo")
+    finally:
+        for connection in reader._idle:
+            connection.close()
+        server.shutdown()
+        server.server_close()
