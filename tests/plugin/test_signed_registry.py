@@ -82,3 +82,16 @@ def test_a_fresh_runner_bundles_a_pod_with_the_signature_added_after_its_push(tm
     signature = "channels/staging/web/frontend/1.2.0/pod.json.sig"
     assert (b / signature).read_bytes() == (a / signature).read_bytes()
     assert (b / "bundles/staging/web/frontend/1.2.0/pod.json.sig").read_bytes() == (a / signature).read_bytes()
+
+
+def test_a_signature_is_not_pushed_for_a_pod_the_registry_holds_other_content_for(tmp_path, registry):
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    key = make_key(tmp_path / "keys", "release")
+    root = copy_example(tmp_path / "runner")
+    doit(root, env=registry.env(prefix), check=True)
+    pods = f"docker://{registry.host}/{prefix}/channels/staging/web/frontend"
+    registry.skopeo("copy", "--preserve-digests", f"{pods}:1.0.0", f"{pods}:1.2.0")  # overwritten behind our back
+    failed = doit(root, env={**registry.env(prefix), "PODRELEASE_SIGNING_KEY": str(key), "SSH_AUTH_SOCK": ""})
+    assert failed.returncode != 0 and "Traceback" not in failed.stdout + failed.stderr
+    assert "not the pod signed here" in failed.stdout + failed.stderr
+    assert "_sig.1.2.0" not in registry.tags(f"{prefix}/channels/staging/web/frontend")

@@ -76,3 +76,16 @@ def test_a_pod_changed_on_disk_after_its_push_differs_from_the_registry(tmp_path
     (pod_dir / "pod.json").write_bytes((pod_dir / "pod.json").read_bytes() + b" ")
     result = doit(root, "verify", env=registry.env(prefix))
     assert any(line.startswith(f"{pod_dir.relative_to(root)}: the registry holds") for line in registry_lines(result))
+
+
+def test_a_pod_yanked_before_it_was_pushed_and_the_images_only_it_names_are_no_warning(tmp_path, registry, prefix):
+    root = copy_example(tmp_path / "root")
+    doit(root, env={"PODRELEASE_REGISTRY": ""}, check=True)
+    instruction = root / "channels/staging/web/frontend/1.0.0.yaml"
+    instruction.write_text(instruction.read_text() + "yanked: true\nreason: broken\n")
+    doit(root, env=registry.env(prefix), check=True)  # pushes every release but the yanked one
+    result = doit(root, "verify", "--strict", env=registry.env(prefix))
+    lines = [line for line in result.stdout.splitlines() if "registry" in line and not line.startswith(("OK", "verify"))]
+    # the next doit does not push it: it is yanked; with --strict this fails every run, forever
+    assert not [line for line in lines if line.startswith("channels/staging/web/frontend/1.0.0")], lines
+    assert result.returncode == 0, result.stdout

@@ -109,3 +109,30 @@ def test_a_certs_d_directory_for_the_host_is_left_to_skopeo(env, tmp_path):
     (tmp_path / "home" / ".config" / "containers" / "certs.d" / HOST).mkdir(parents=True)
     with pytest.raises(Unsupported):
         host_access(HOST, env)
+
+
+@pytest.mark.parametrize("conf", [
+    '[registries]\ninsecure = ["registry.example:5000"]\n',  # v1 keys with a list where a table belongs
+    'registry = "registry.example:5000"\n',  # v2 key with a string where an array of tables belongs
+    'registry = ["registry.example:5000"]\n',
+])
+def test_a_registries_conf_of_the_wrong_shape_is_left_to_skopeo(env, tmp_path, conf):
+    (tmp_path / "registries.conf").write_text(conf)
+    with pytest.raises(Unsupported):
+        host_access(HOST, env)
+
+
+def test_settings_for_a_namespace_of_the_host_leave_the_host_to_skopeo(env, tmp_path):
+    """`insecure` for `registry.example:5000/scratch` is not for the rest of the host: skopeo matches per repository."""
+    (tmp_path / "registries.conf").write_text(
+        '[[registry]]\nprefix = "registry.example:5000/scratch"\nlocation = "registry.example:5000/scratch"\ninsecure = true\n')
+    with pytest.raises(Unsupported, match="namespace"):
+        host_access(HOST, env)
+
+
+def test_the_users_own_registries_conf_replaces_the_systems_drop_ins_not_the_users(tmp_path):
+    home = tmp_path / "home"
+    (home / ".config/containers/registries.conf.d").mkdir(parents=True)
+    (home / ".config/containers/registries.conf").write_text("")
+    (home / ".config/containers/registries.conf.d/local.conf").write_text(f'[[registry]]\nlocation = "{HOST}"\ninsecure = true\n')
+    assert host_access(HOST, {"HOME": str(home), "XDG_RUNTIME_DIR": str(tmp_path / "run")}).insecure

@@ -56,9 +56,10 @@ def test_a_signature_tag_is_never_a_version_tag():
     assert version_of(signature_tag("1.2.0")) is None
 
 
-def test_a_version_too_long_for_a_signature_tag_is_refused():
-    with pytest.raises(ValueError, match="too long for a signature tag"):
-        signature_tag("1." + "0" * 124)
+def test_a_version_too_long_for_a_plain_signature_tag_gets_a_hashed_one():
+    long, longer = "1." + "0" * 124, "1." + "0" * 125
+    assert signature_tag(long) != signature_tag(longer)
+    assert all(len(signature_tag(v)) <= 128 and version_of(signature_tag(v)) is None for v in (long, longer))
 
 
 def test_a_version_too_long_for_a_tag_is_refused():

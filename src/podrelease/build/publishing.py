@@ -16,10 +16,11 @@ the next run starts it again.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
-from ..core import fsops
+from ..core import fsops, oci
 from ..core.errors import IntegrityError, RegistryError, UserError
 from ..core.hashing import sha512_file
 from ..core.names import Label
@@ -197,8 +198,17 @@ class Publisher:
         keeps `published` a question about tags alone.
         """
         pod_dir = self.root.pod_dir(channel, pod, version)
-        self.store.push_files(self._repository("pod", pod, channel), version, [(SIGNATURE_NAME, pod_dir / SIGNATURE_NAME)],
-                              SIGNATURE_TYPE, pod_dir.parent, tag=self._signature_tag(version))
+        repository = self._repository("pod", pod, channel)
+        raw = self.store.version_manifest(repository, version)
+        if raw is None:
+            raise RegistryError(f"{self.pod_reference(channel, pod, version)} is not in the registry: its signature signs nothing there")
+        held, local = "sha256:" + hashlib.sha256(raw).hexdigest(), self.pod_digests(channel, pod, version)
+        if held not in local:
+            raise RegistryError(f"{self.pod_reference(channel, pod, version)} holds {held}, not the pod signed here ({local[0]}): "
+                                "its signature would verify nothing; release a new version")
+        subject = {"mediaType": oci.MEDIA_MANIFEST, "digest": held, "size": len(raw)}
+        self.store.push_files(repository, version, [(SIGNATURE_NAME, pod_dir / SIGNATURE_NAME)], SIGNATURE_TYPE,
+                              pod_dir.parent, tag=self._signature_tag(version), subject=subject)
 
     def _signature_tag(self, version: str) -> str:
         try:
@@ -215,6 +225,12 @@ class Publisher:
                                 f"{label} {version} is {local}: version tags are immutable, release a new version")
 
     # ---------------------------------------------------------------- agreement (doit verify)
+
+    def image_reference(self, label: Label, version: str) -> str:
+        return f"{self._repository('image', label)}:{self._tag(version)}"
+
+    def pod_reference(self, channel: str, pod: Label, version: str) -> str:
+        return f"{self._repository('pod', pod, channel)}:{self._tag(version)}"
 
     def published_image(self, label: Label, version: str) -> str | None:
         """The manifest digest the registry holds under an image version's tag; None if it has none."""

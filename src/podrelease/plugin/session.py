@@ -685,7 +685,7 @@ class Release:
     def signature_unpublished(self, release: str, tip: TipUpdate) -> bool:
         """A pod signed here whose signature the registry lacks (it was pushed before a key was set)."""
         assert self.remote is not None
-        signed = os.path.lexists(os.path.join(os.path.dirname(self.pod_json(release)), signing.SIGNATURE_NAME))
+        signed = os.path.isfile(os.path.join(os.path.dirname(self.pod_json(release)), signing.SIGNATURE_NAME))
         return signed and not self.yanked[release] and not self.remote.has_signature(tip.channel, tip.pod, release.rpartition("/")[2])
 
     def push_bases(self, pod: PodAssembly) -> None:

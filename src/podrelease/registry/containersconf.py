@@ -9,7 +9,8 @@ containers-registries.conf(5)):
   The first file with an entry for the repository (its most specific
   namespace first, then the host) wins.
 - registries.conf: `CONTAINERS_REGISTRIES_CONF`, or the user's file, or
-  `/etc/containers/registries.conf`, and the `registries.conf.d` drop-ins.
+  `/etc/containers/registries.conf`, and the `registries.conf.d` drop-ins
+  (the system's, unless the user's own file is used, and the user's).
 
 `host_access` answers for one host, or says why not (`Unsupported`): a
 credential helper, an identity token, a mirror, a rewritten location, a
@@ -86,13 +87,18 @@ def _proxied(host: str) -> bool:
 
 
 def _registries_conf_files(env: dict[str, str] | os._Environ, home: Path) -> list[str]:
+    # as containers/image chooses (sysregistriesv2's config wrapper): the user's own registries.conf,
+    # unless one is given, replaces the system's file and the system's drop-ins
     chosen = env.get("CONTAINERS_REGISTRIES_CONF")
-    if not chosen:
-        user = home / ".config/containers/registries.conf"
-        chosen = str(user) if user.exists() else "/etc/containers/registries.conf"
-    drop_ins = [*sorted(glob.glob("/etc/containers/registries.conf.d/*.conf")),
-                *sorted(glob.glob(str(home / ".config/containers/registries.conf.d/*.conf")))]
-    return [chosen, *drop_ins]
+    user = home / ".config/containers/registries.conf"
+    system_dir, user_dir = "/etc/containers/registries.conf.d", str(home / ".config/containers/registries.conf.d")
+    if chosen:
+        dirs = [system_dir, user_dir]
+    elif user.exists():
+        chosen, dirs = str(user), [user_dir]
+    else:
+        chosen, dirs = "/etc/containers/registries.conf", [system_dir, user_dir]
+    return [chosen, *(path for folder in dirs for path in sorted(glob.glob(f"{folder}/*.conf")))]
 
 
 def _insecure(host: str, env: dict[str, str] | os._Environ, home: Path) -> bool:
@@ -106,26 +112,50 @@ def _insecure(host: str, env: dict[str, str] | os._Environ, home: Path) -> bool:
             continue
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise Unsupported(f"{path}: {err}") from None
-        helpers = conf.get("credential-helpers")
-        if helpers not in (None, ["containers-auth.json"]):
-            raise Unsupported("registries.conf names credential helpers")
-        legacy = conf.get("registries") or {}
-        if host in (legacy.get("block") or {}).get("registries", []):
-            raise Unsupported("registries.conf blocks this registry")
-        if host in (legacy.get("insecure") or {}).get("registries", []):
-            answers.add(True)
-        for entry in conf.get("registry") or []:
-            prefix = str(entry.get("prefix") or entry.get("location") or "")
-            if not _matches(prefix, host):
-                continue
-            if entry.get("mirror") or entry.get("blocked"):
-                raise Unsupported("registries.conf gives this registry mirrors or blocks it")
-            if entry.get("location") and entry.get("prefix") and entry["location"] != entry["prefix"]:
-                raise Unsupported("registries.conf rewrites this registry's location")
-            answers.add(bool(entry.get("insecure", False)))
+        try:
+            answers |= _answers(conf, host)
+        except (AttributeError, TypeError, KeyError):  # a shape containers/image would refuse: skopeo says why
+            raise Unsupported(f"{path}: not the shape registries.conf has") from None
     if len(answers) > 1:
         raise Unsupported("registries.conf says both insecure and not for this registry")
     return answers == {True}
+
+
+def _answers(conf: dict, host: str) -> set[bool]:
+    """What one registries.conf says about `host` being insecure."""
+    answers = set()
+    helpers = conf.get("credential-helpers")
+    if helpers not in (None, ["containers-auth.json"]):
+        raise Unsupported("registries.conf names credential helpers")
+    legacy = conf.get("registries") or {}
+    if host in _listed(legacy, "block"):
+        raise Unsupported("registries.conf blocks this registry")
+    if host in _listed(legacy, "insecure"):
+        answers.add(True)
+    entries = conf.get("registry") or []
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise TypeError("registry is not an array of tables")
+    for entry in entries:
+        prefix = str(entry.get("prefix") or entry.get("location") or "")
+        if not _matches(prefix, host):
+            continue
+        if "/" in prefix:  # settings for some repositories of the host only
+            raise Unsupported("registries.conf has settings for a namespace of this registry")
+        if entry.get("mirror") or entry.get("blocked"):
+            raise Unsupported("registries.conf gives this registry mirrors or blocks it")
+        if entry.get("location") and entry.get("prefix") and entry["location"] != entry["prefix"]:
+            raise Unsupported("registries.conf rewrites this registry's location")
+        answers.add(bool(entry.get("insecure", False)))
+    return answers
+
+
+def _listed(legacy: dict, kind: str) -> list:
+    """The hosts of a version 1 `[registries.<kind>] registries = [...]` table."""
+    table = legacy.get(kind) or {}
+    hosts = table.get("registries", [])
+    if not isinstance(hosts, list):
+        raise TypeError(f"registries.{kind}.registries is not a list")
+    return hosts
 
 
 def _matches(prefix: str, host: str) -> bool:

@@ -24,14 +24,22 @@ mirrors, certs.d, proxies) or that answers `/v2/` neither with 200 nor with a
 Basic or Bearer challenge. It declines one request that gets anything but
 200, or 404 for what does not exist: refused credentials, 5xx while racing
 writers update a tag, a blob served from elsewhere (a redirect), a broken
-connection, an oversized answer, a blob that is not its digest.
+connection, an oversized or trickling answer, a blob that is not its
+digest, a 404 to a request sent without the credentials the auth file
+holds (a private repository may hide behind it).
 
 Auth is what the challenge asks for: Basic with the auth file's
 credentials, or a Bearer token from the challenge's realm (with those
 credentials, or anonymous), cached per repository, fetched by one reader
 while the others of that repository wait, and fetched again once when
-refused. Plain HTTP is used only for a host registries.conf marks
-insecure, after HTTPS failed, as skopeo does.
+refused. Credentials go to the registry and to the realm it names, never
+further: no redirect is followed, and a registry on HTTPS may not name a
+realm on plain HTTP. A realm that refuses them leaves the host to skopeo.
+Plain HTTP is used only for a host registries.conf marks insecure, after
+HTTPS failed, as skopeo does.
+
+`PODRELEASE_SKOPEO` changes how skopeo is run, not these reads: they use
+the auth file and registries.conf the environment names.
 """
 
 from __future__ import annotations
@@ -40,9 +48,11 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import re
 import ssl
 import threading
+import time
 import urllib.parse
 import weakref
 from collections.abc import Callable
@@ -56,7 +66,10 @@ MAX_MANIFEST = 4 << 20
 MAX_TAG_PAGE = 16 << 20
 MAX_TOKEN = 1 << 20
 MAX_PAGES = 10_000
+MAX_TAGS = 64 << 20  # bytes of tag lists, all pages together
 BLOB_CHUNK = 1 << 20
+BODY_CHUNK = 64 << 10
+BLOB_DEADLINE = 3600  # seconds for one blob, as for a skopeo copy
 MANIFEST_TYPES = ", ".join((
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
@@ -67,6 +80,7 @@ MANIFEST_TYPES = ", ".join((
 ))
 CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 NEXT_PAGE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+ODD_ANSWER = (ValueError, TypeError, AttributeError, KeyError, RecursionError, OSError, http.client.HTTPException)
 RETRIABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.CannotSendRequest)
 
 
@@ -75,7 +89,12 @@ class Declined(Exception):
 
 
 class Reader:
-    """Reads from one registry host over a small pool of kept-alive connections; safe across threads."""
+    """Reads from one registry host over a small pool of kept-alive connections; safe across threads.
+
+    A child process (doit's `-n` workers are forked) starts with an empty
+    pool and fresh locks: two processes writing on one socket would read
+    each other's answers.
+    """
 
     def __init__(self, host: str, access: Callable[[str], HostAccess] = host_access, page_size: int | None = None):
         self.host = host
@@ -93,8 +112,16 @@ class Reader:
         self._challenge: tuple[str, dict[str, str]] = ("none", {})
         self._tokens: dict[str, str] = {}
         weakref.finalize(self, _close_all, self._idle)  # kept-alive connections end with their reader
+        _READERS.add(self)
 
-    # ---------------------------------------------------------------- the two reads
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's connections and locks are the parent's."""
+        self._idle = []
+        self._lock = threading.Lock()
+        self._once = threading.Lock()
+        self._fetching = {}
+
+    # ---------------------------------------------------------------- the reads
 
     def manifest(self, repository: str, reference: str) -> bytes | None:
         status, body, _ = self._get(repository, f"manifests/{urllib.parse.quote(reference, safe=':')}",
@@ -108,14 +135,20 @@ class Reader:
     def tags(self, repository: str) -> set[str]:
         found: set[str] = set()
         path = self._first_page
-        for _ in range(MAX_PAGES):
-            status, body, link = self._get(repository, path, {"Accept": "application/json"}, MAX_TAG_PAGE)
+        budget = MAX_TAGS
+        for page in range(MAX_PAGES):
+            status, body, link = self._get(repository, path, {"Accept": "application/json"}, min(MAX_TAG_PAGE, budget))
             if status == 404:
+                if page:
+                    raise Declined("a later page of the tag list is gone")
                 return found
+            budget -= len(body)
             try:
                 tags = json.loads(body).get("tags") or []
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 raise Declined("the tag list is not JSON") from None
+            if not isinstance(tags, list):
+                raise Declined("the tag list holds no list of tags")
             found.update(tag for tag in tags if isinstance(tag, str))
             following = NEXT_PAGE.search(link or "")
             if not following:
@@ -141,10 +174,11 @@ class Reader:
             self._finish(connection, response, MAX_TOKEN)
             raise Declined(f"blob {digest} is not in {repository}")
         hasher, received = hashlib.sha256(), 0
+        deadline = time.monotonic() + BLOB_DEADLINE
         try:
             while chunk := response.read(min(BLOB_CHUNK, size - received + 1)):
                 received += len(chunk)
-                if received > size:
+                if received > size or time.monotonic() > deadline:
                     break
                 hasher.update(chunk)
                 sink(chunk)
@@ -178,6 +212,10 @@ class Reader:
         for _ in range(2):
             auth = self._authorization(repository, name, refused)
             connection, response = self._send(f"/v2/{name}/{path}", {**headers, **auth})
+            if response.status == 404 and not auth and self._has_credentials(repository):
+                # /v2/ let us in without asking, so no credentials went: a private repository may hide behind a 404
+                self._finish(connection, response, MAX_TOKEN)
+                raise Declined("not found without credentials, and the auth file has some")
             if response.status in (200, 404):
                 return connection, response
             self._finish(connection, response, MAX_TOKEN)
@@ -188,7 +226,7 @@ class Reader:
 
     def _send(self, path: str, headers: dict[str, str]) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         for attempt in (0, 1):
-            connection = self._connection()
+            connection = self._connection(pooled=attempt == 0)
             try:
                 connection.request("GET", path, headers={"Host": self.host, **headers})
                 return connection, connection.getresponse()
@@ -196,6 +234,9 @@ class Reader:
                 connection.close()
                 if attempt == 1:
                     raise Declined("the connection broke") from None
+                with self._lock:  # the others idled as long: most likely closed too
+                    stale, self._idle[:] = list(self._idle), []
+                _close_all(stale)
             except (OSError, http.client.HTTPException) as err:
                 connection.close()
                 raise Declined(f"{type(err).__name__}: {err}") from None
@@ -203,16 +244,19 @@ class Reader:
 
     def _finish(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse, cap: int) -> bytes:
         """The rest of the body (at most `cap` bytes); the connection goes back to the pool if it can serve again."""
+        body = bytearray()
+        deadline = time.monotonic() + TIMEOUT  # a whole answer, not one read: a trickle ends too
         try:
-            body = response.read(cap + 1)
+            while chunk := response.read(min(BODY_CHUNK, cap + 1 - len(body))):
+                body += chunk
+                if len(body) > cap or time.monotonic() > deadline:
+                    connection.close()
+                    raise Declined("the answer is larger, or slower, than any we expect")
         except (OSError, http.client.HTTPException) as err:
             connection.close()
             raise Declined(f"{type(err).__name__}: {err}") from None
-        if len(body) > cap:
-            connection.close()
-            raise Declined("the answer is larger than any we expect")
         self._release(connection, response)
-        return body
+        return bytes(body)
 
     def _release(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
         if response.isclosed() and not response.will_close:
@@ -221,9 +265,9 @@ class Reader:
         else:
             connection.close()
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self, pooled: bool = True) -> http.client.HTTPConnection:
         with self._lock:
-            if self._idle:
+            if self._idle and pooled:
                 return self._idle.pop()
         if self._scheme == "https":
             return http.client.HTTPSConnection(self.host, timeout=TIMEOUT, context=self._context)
@@ -300,33 +344,57 @@ class Reader:
         return {"Authorization": f"Bearer {token}"}
 
     def _token(self, params: dict[str, str], scope: str, basic: str | None) -> str:
-        """A Bearer token for `scope` from the challenge's realm."""
-        import urllib.error
-        import urllib.request  # only registries with token auth need it; it is slow to import
-
-        realm = params.get("realm", "")
-        if urllib.parse.urlsplit(realm).scheme not in ("https", "http"):
+        """A Bearer token for `scope` from the challenge's realm: one request, no redirect followed
+        (credentials go to the realm the registry named, and nowhere else)."""
+        realm = urllib.parse.urlsplit(params.get("realm", ""))
+        if realm.scheme not in ("https", "http") or not realm.netloc:
             raise Declined("the Bearer challenge names no realm")
+        if realm.scheme == "http" and self._scheme == "https":
+            raise Declined("a registry on HTTPS names a realm on plain HTTP")
         query = urllib.parse.urlencode({k: v for k, v in (("service", params.get("service")), ("scope", scope)) if v})
-        request = urllib.request.Request(f"{realm}{'&' if '?' in realm else '?'}{query}")
-        if basic is not None:
-            request.add_header("Authorization", f"Basic {basic}")
+        path = f"{realm.path or '/'}?{realm.query + '&' if realm.query else ''}{query}"
+        connection = (http.client.HTTPSConnection(realm.netloc, timeout=TIMEOUT, context=self._context)
+                      if realm.scheme == "https" else http.client.HTTPConnection(realm.netloc, timeout=TIMEOUT))
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT, context=self._context) as response:
-                answer = json.loads(response.read(MAX_TOKEN))
+            connection.request("GET", path, headers={"Authorization": f"Basic {basic}"} if basic else {})
+            response = connection.getresponse()
+            status, body = response.status, response.read(MAX_TOKEN + 1)
+        except (OSError, http.client.HTTPException) as err:
+            raise Declined(f"the registry's realm: {type(err).__name__}: {err}") from None
+        finally:
+            connection.close()
+        if status in (401, 403):
+            self._off = "the registry's realm refused our credentials"  # every later read would be refused too
+            raise Declined(self._off)
+        try:
+            answer = json.loads(body) if status == 200 and len(body) <= MAX_TOKEN else {}
             token = answer.get("token") or answer.get("access_token")
-        except (OSError, ValueError, AttributeError, http.client.HTTPException) as err:
-            if isinstance(err, urllib.error.HTTPError):
-                err.close()  # a refusal holds its response, and with it the connection
-            raise Declined("no token from the registry's realm") from None
+        except (ValueError, AttributeError, RecursionError):
+            token = None
         if not isinstance(token, str) or not token:
-            raise Declined("the registry's realm gave no token")
+            raise Declined(f"the registry's realm answered {status} with no token")
         return token
+
+    def _has_credentials(self, repository: str) -> bool:
+        assert self._access is not None
+        try:
+            return self._access.credentials(repository) is not None
+        except Unsupported:
+            return True  # a helper may hold some
 
 
 def _close_all(connections: list[http.client.HTTPConnection]) -> None:
     for connection in connections:
         connection.close()
+
+
+def _forget_parent_connections() -> None:
+    for reader in list(_READERS):
+        reader._after_fork()
+
+
+_READERS: weakref.WeakSet[Reader] = weakref.WeakSet()
+os.register_at_fork(after_in_child=_forget_parent_connections)
 
 
 def _challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -348,7 +416,12 @@ def _split(reference: str) -> tuple[str, str]:
 
 
 class Reads:
-    """The registry reads the store makes: over HTTP where `Reader` answers, by skopeo otherwise."""
+    """The registry reads the store makes: over HTTP where `Reader` answers, by skopeo otherwise.
+
+    An answer of a shape nothing expects may escape the reader's own checks
+    as another error (ODD_ANSWER): the read then goes to skopeo too, which
+    words what is wrong.
+    """
 
     def __init__(self, skopeo: Skopeo, reader: Reader | None = None):
         self.skopeo = skopeo
@@ -358,7 +431,7 @@ class Reads:
         """The raw manifest `reference` names, or None if there is none."""
         try:
             return self.reader.manifest(*_split(reference))
-        except Declined:
+        except (Declined, *ODD_ANSWER):
             return self.skopeo.manifest(reference)
 
     def digest(self, reference: str) -> str | None:
@@ -370,5 +443,12 @@ class Reads:
         """Every tag of a repository; none if the repository does not exist yet."""
         try:
             return self.reader.tags(repository)
-        except Declined:
+        except (Declined, *ODD_ANSWER):
             return self.skopeo.tags(repository)
+
+    def blob(self, repository: str, digest: str, size: int, sink: Callable[[bytes], object]) -> None:
+        """`Reader.blob`; Declined (the caller then asks skopeo for the artifact) for an odd answer too."""
+        try:
+            self.reader.blob(repository, digest, size, sink)
+        except ODD_ANSWER as err:
+            raise Declined(f"{type(err).__name__}: {err}") from None

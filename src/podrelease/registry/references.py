@@ -24,6 +24,7 @@ a registry cannot hold.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -104,11 +105,12 @@ def version_of(tag: str) -> str | None:
 
 
 def signature_tag(version: str) -> str:
-    """The tag of a pod version's signature artifact; ValueError if the version is too long for one."""
+    """The tag of a pod version's signature artifact: `_sig.<version tag>`, or for a version too
+    long for that, `_sig.` and the start of its tag and a hash of all of it."""
     tag = SIGNATURE_PREFIX + tag_of(version)
-    if not TAG.match(tag):
-        raise ValueError(f"version {version[:40]!r} is too long for a signature tag (at most {128 - len(SIGNATURE_PREFIX)} characters)")
-    return tag
+    if TAG.match(tag):
+        return tag
+    return f"{tag[:80]}-{hashlib.sha256(tag.encode()).hexdigest()[:40]}"
 
 
 def companion_tag(manifest_digest: str) -> str:

@@ -187,6 +187,10 @@ class RegistryStore:
         """The manifest digest under a version's tag, or None."""
         return self.reads.digest(f"{repository}:{tag_of(version)}")
 
+    def version_manifest(self, repository: str, version: str) -> bytes | None:
+        """The manifest under a version's tag, as the registry holds it, or None."""
+        return self.reads.manifest(f"{repository}:{tag_of(version)}")
+
     def restore_image(self, repository: str, version: str, target: Path, expect_oci: str | None = None,
                       aci_size: int | None = None) -> None:
         """Restore an image version directory at `target`: image.aci, sha512, build.json and oci/, verified.
@@ -242,7 +246,7 @@ class RegistryStore:
                             each(data)
                         shown.advance(len(data))
 
-                    self.reads.reader.blob(repository, layer.digest, layer.size, sink)
+                    self.reads.blob(repository, layer.digest, layer.size, sink)
         finally:
             aci = digester.finish()  # also ends its hashing thread when a blob was declined
         return aci
@@ -259,12 +263,13 @@ class RegistryStore:
     # ---------------------------------------------------------------- volumes and pods
 
     def push_files(self, repository: str, version: str, files: Iterable[tuple[str, Path]], artifact_type: str,
-                   scratch_parent: Path, tag: str | None = None) -> str:
+                   scratch_parent: Path, tag: str | None = None, subject: dict | None = None) -> str:
         """Push files (path inside the artifact, where it is) as one artifact of `version`, under
-        `tag` (by default the version's)."""
+        `tag` (by default the version's), about `subject` (a descriptor) if given."""
         with fsops.scratch_dir(scratch_parent, "push") as scratch:
             layout = scratch / "artifact"
-            digest = write_artifact(layout, artifact_type, [ArtifactFile(t, p) for t, p in files], LOCAL_TAG, version=version)
+            digest = write_artifact(layout, artifact_type, [ArtifactFile(t, p) for t, p in files], LOCAL_TAG,
+                                    subject=subject, version=version)
             self._push(layout, LOCAL_TAG, repository, tag or tag_of(version), digest)
         return digest
 
