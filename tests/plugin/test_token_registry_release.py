@@ -12,9 +12,9 @@ import sys
 import uuid
 
 import pytest
-from registrytoken import TokenRegistry
 
 from conftest import copy_example, doit, executed
+from registrytoken import TokenRegistry
 
 pytestmark = pytest.mark.slow
 

@@ -11,12 +11,13 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from registrytoken import USER, TokenRegistry
 
 from podrelease.core.errors import RegistryError
 from podrelease.registry.artifacts import ArtifactFile, write_artifact
 from podrelease.registry.distribution import Declined, Reader, Reads
 from podrelease.registry.skopeo import Skopeo
+
+from registrytoken import USER, TokenRegistry
 
 APP = "tokened/app"
 OTHER = "tokened/other"
