@@ -23,6 +23,24 @@ USER = "ci"
 PASSWORD = "s3cret-for-tests"
 
 
+def serve(config: Path, port: int) -> subprocess.Popen:
+    """docker-registry serving `config`, once it listens on `port`."""
+    registry = shutil.which("docker-registry")
+    assert registry, "docker-registry is missing: setup.sh installs it (Debian package docker-registry)"
+    # docker-registry reads REGISTRY_* variables as settings: a client's REGISTRY_AUTH_FILE is not one
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    process = subprocess.Popen([registry, "serve", str(config)], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, process)
+    return process
+
+
+def halt(process: subprocess.Popen | None) -> None:
+    if process is not None:
+        process.kill()
+        process.wait()
+
+
 class Registry:
     """One docker-registry process; `env(prefix)` is what a runner using it sets."""
 
@@ -45,19 +63,11 @@ class Registry:
         self.start()
 
     def start(self) -> None:
-        registry = shutil.which("docker-registry")
-        assert registry, "docker-registry is missing: setup.sh installs it (Debian package docker-registry)"
-        # docker-registry reads REGISTRY_* variables as settings: a client's REGISTRY_AUTH_FILE is not one
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        self.process = subprocess.Popen([registry, "serve", str(self.folder / "config.yml")], env=environment,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, self.process)
+        self.process = serve(self.folder / "config.yml", self.port)
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
+        halt(self.process)
+        self.process = None
 
     def allow(self, host: str, password: str = PASSWORD) -> None:
         """Mark `host` insecure and log in to it (as `podman login` would)."""

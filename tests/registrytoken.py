@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import os
 import shutil
 import subprocess
 import threading
@@ -39,7 +38,8 @@ import urllib.parse
 import uuid
 from pathlib import Path
 
-from httpservers import free_port, wait_for_port
+from httpservers import free_port
+from registryhelpers import halt, serve
 
 USER = "ci"
 PASSWORD = "token-s3cret-for-tests"
@@ -217,20 +217,12 @@ class TokenRegistry:
         )
 
     def start(self) -> None:
-        registry = shutil.which("docker-registry")
-        assert registry, "docker-registry is missing: setup.sh installs it (Debian package docker-registry)"
         self._write_config()
-        # docker-registry reads REGISTRY_<SECTION>_<KEY> as configuration: REGISTRY_AUTH_FILE would be auth.file
-        env = {name: value for name, value in os.environ.items() if not name.startswith("REGISTRY_")}
-        self.process = subprocess.Popen([registry, "serve", str(self.folder / "config.yml")], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, self.process)
+        self.process = serve(self.folder / "config.yml", self.port)
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
+        halt(self.process)
+        self.process = None
 
     def close(self) -> None:
         self.stop()
