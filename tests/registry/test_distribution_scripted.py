@@ -1,8 +1,8 @@
 """Registry reads against small scripted servers: what a real registry seldom does, the reader survives.
 
-A token realm that redirects elsewhere, a forked child beside its parent's
-kept-alive connections, answers of the wrong shape, a registry that lets
-anyone in and hides a private repository behind a 404.
+A token realm that redirects elsewhere or refuses one repository, a forked
+child beside its parent's kept-alive connections, answers of the wrong
+shape or trickling in, a registry that lets anyone in.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import contextlib
 import http.server
 import os
 import threading
+import time
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
 
+from podrelease.registry import distribution
 from podrelease.registry.containersconf import HostAccess
 from podrelease.registry.distribution import Declined, Reader
 
@@ -70,6 +73,13 @@ def serving(handler: type[Answering], credentials: str | None = None) -> Iterato
         server.server_close()
 
 
+def test_one_kept_alive_connection_serves_read_after_read():
+    with serving(Answering) as (server, reader):
+        for _ in range(5):
+            assert reader.tags(f"{server.host}/some/repo") == {"1.0.0"}
+        assert len({port for path, port in server.seen if path.endswith("tags/list")}) == 1
+
+
 class RedirectingRealm(Answering):
     def do_GET(self) -> None:
         self.server.seen.append((self.path, self.headers.get("Authorization")))
@@ -117,16 +127,100 @@ def test_a_tag_list_of_the_wrong_shape_is_left_to_skopeo():
 
 
 class HidingWithoutCredentials(Answering):
-    """/v2/ open to anyone; a repository 404s unless asked with credentials."""
+    """/v2/ open to anyone, so no client sends credentials; a repository 404s unless asked with some."""
 
     def do_GET(self) -> None:
+        self.server.seen.append((self.path, self.headers.get("Authorization")))
         if self.path == "/v2/" or self.headers.get("Authorization"):
             self.answer(200, b'{"name": "private/repo", "tags": ["1.0.0"]}' if self.path.endswith("tags/list") else b"{}")
         else:
             self.answer(404, b'{"errors": [{"code": "NAME_UNKNOWN"}]}')
 
 
-def test_a_404_to_a_request_without_the_credentials_the_auth_file_holds_is_left_to_skopeo():
+def test_a_registry_open_to_anyone_is_read_without_credentials_as_skopeo_reads_it():
+    """containers/image sends credentials only when challenged: skopeo too finds no tags here."""
     with serving(HidingWithoutCredentials, "user:secret") as (server, reader):
-        with pytest.raises(Declined, match="without credentials"):
-            reader.tags(f"{server.host}/private/repo")
+        assert reader.tags(f"{server.host}/private/repo") == set()
+        assert [auth for _path, auth in server.seen if auth] == []
+
+
+TRICKLED = b'{"name": "some/repo", "tags": ["1.0.0", "1.0.1", "1.0.2", "1.0.3"]}'
+
+
+class Trickling(Answering):
+    """/v2/ at once; a tag list one byte every 0.2 s, counting the bytes it got out before the client hung up."""
+
+    def do_GET(self) -> None:
+        if self.path == "/v2/":
+            self.answer(200)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(TRICKLED)))
+        self.end_headers()
+        sent = 0
+        try:
+            for byte in TRICKLED:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                sent += 1
+                time.sleep(0.2)
+        except OSError:
+            pass
+        finally:
+            self.server.sent = sent  # type: ignore[attr-defined]
+            self.server.done.set()  # type: ignore[attr-defined]
+
+
+def test_a_trickling_answer_is_given_up_at_the_deadline_not_once_it_has_all_arrived(monkeypatch):
+    monkeypatch.setattr(distribution, "TIMEOUT", 1)  # each byte comes well within it; the whole answer does not
+    with serving(Trickling) as (server, reader):
+        server.done = threading.Event()  # type: ignore[attr-defined]
+        with pytest.raises(Declined):
+            reader.tags(f"{server.host}/some/repo")
+        assert server.done.wait(30)  # type: ignore[attr-defined]
+        assert server.sent < len(TRICKLED) // 2, "the reader waited for the whole trickle before its deadline counted"  # type: ignore[attr-defined]
+
+
+class RealmRefusingOneRepository(Answering):
+    """Bearer auth, as GitLab's jwt/auth: 403 for the scope of forbidden/repo, a token for any other."""
+
+    def do_GET(self) -> None:
+        self.server.seen.append((self.path, self.headers.get("Authorization")))
+        if self.path == "/v2/":
+            self.answer(401, WWW_Authenticate=f'Bearer realm="http://{self.server.host}/token",service="r"')
+        elif self.path.startswith("/token"):
+            scope = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("scope", [""])[0]
+            if scope == "repository:forbidden/repo:pull":
+                self.answer(403, b'{"errors": [{"code": "DENIED", "message": "access forbidden"}]}')
+            else:
+                self.answer(200, b'{"token": "t-%s"}' % scope.encode())
+        elif self.headers.get("Authorization", "").startswith("Bearer t-"):
+            self.answer(200, b'{"name": "x", "tags": ["1.0.0"]}' if self.path.endswith("tags/list") else b"{}")
+        else:
+            self.answer(401, WWW_Authenticate=f'Bearer realm="http://{self.server.host}/token",service="r"')
+
+
+def test_a_realm_refusing_one_repository_leaves_the_others_read_over_http():
+    with serving(RealmRefusingOneRepository, "user:secret") as (server, reader):
+        with pytest.raises(Declined):
+            reader.tags(f"{server.host}/forbidden/repo")  # skopeo words the refusal
+        assert reader.tags(f"{server.host}/allowed/repo") == {"1.0.0"}
+
+
+def test_a_realm_refusing_a_repository_is_not_asked_again_for_it():
+    with serving(RealmRefusingOneRepository, "user:secret") as (server, reader):
+        for _ in range(3):
+            with pytest.raises(Declined):
+                reader.tags(f"{server.host}/forbidden/repo")
+        assert len([path for path, _auth in server.seen if "forbidden" in path and path.startswith("/token")]) == 1
+
+
+class NotOnlyStrings(Answering):
+    def do_GET(self) -> None:
+        self.answer(200, b'{"name": "some/repo", "tags": ["1.0.0", 2]}' if self.path.endswith("tags/list") else b"{}")
+
+
+def test_a_tag_list_holding_other_than_strings_is_left_to_skopeo():
+    """skopeo decodes tags as []string and refuses this list; the reader must not answer a part of it."""
+    with serving(NotOnlyStrings) as (server, reader), pytest.raises(Declined):
+        reader.tags(f"{server.host}/some/repo")

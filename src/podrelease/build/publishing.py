@@ -25,7 +25,7 @@ from ..core.errors import IntegrityError, RegistryError, UserError
 from ..core.hashing import sha512_file
 from ..core.names import Label
 from ..core.podjson import PodJson, read_pod_json
-from ..core.signing import SIGNATURE_NAME
+from ..core.signing import SIGNATURE_NAME, signed_here
 from ..model.layout import POD_JSON, ReleaseRoot
 from ..model.plan import TipUpdate
 from ..model.settings import Setting, registry_setting
@@ -182,8 +182,12 @@ class Publisher:
             if not self.has_volume(volume.label, volume.version):
                 self.push_volume(volume.label, volume.version)
         self.store.push_files(self._repository("pod", pod, channel), version, _pod_files(pod_dir), POD_TYPE, pod_dir.parent)
-        if (pod_dir / SIGNATURE_NAME).is_file():
+        if signed_here(pod_dir):
             self.push_signature(channel, pod, version)
+
+    def signed_here(self, channel: str, pod: Label, version: str) -> bool:
+        """Whether this root's pod directory holds its signature."""
+        return signed_here(self.root.pod_dir(channel, pod, version))
 
     def has_signature(self, channel: str, pod: Label, version: str) -> bool:
         """Whether the registry holds a pod version's signature under its own tag (see `push_signature`)."""

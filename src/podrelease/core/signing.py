@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -244,3 +245,11 @@ def _principal_failure(key: str, signers: Path, stderr: str) -> str:
     if "No principal matched" in stderr:
         return f"{key} is not in {signers}: signed by an unknown key"
     return f"{key}: cannot look it up in {signers}: {_detail(stderr)}"
+
+
+def signed_here(pod_dir: Path) -> bool:
+    """Whether a pod directory holds its `pod.json.sig` as a regular file (a link there signs nothing)."""
+    try:
+        return stat.S_ISREG(os.lstat(pod_dir / SIGNATURE_NAME).st_mode)
+    except OSError:
+        return False

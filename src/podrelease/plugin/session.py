@@ -685,8 +685,9 @@ class Release:
     def signature_unpublished(self, release: str, tip: TipUpdate) -> bool:
         """A pod signed here whose signature the registry lacks (it was pushed before a key was set)."""
         assert self.remote is not None
-        signed = os.path.isfile(os.path.join(os.path.dirname(self.pod_json(release)), signing.SIGNATURE_NAME))
-        return signed and not self.yanked[release] and not self.remote.has_signature(tip.channel, tip.pod, release.rpartition("/")[2])
+        version = release.rpartition("/")[2]
+        return (not self.yanked[release] and self.remote.signed_here(tip.channel, tip.pod, version)
+                and not self.remote.has_signature(tip.channel, tip.pod, version))
 
     def push_bases(self, pod: PodAssembly) -> None:
         """The bases of a pod's images, which pod.json does not name, so a runner building on them finds them."""

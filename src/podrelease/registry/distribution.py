@@ -55,7 +55,7 @@ import threading
 import time
 import urllib.parse
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .containersconf import HostAccess, Unsupported, host_access
 from .skopeo import Skopeo
@@ -67,8 +67,7 @@ MAX_TAG_PAGE = 16 << 20
 MAX_TOKEN = 1 << 20
 MAX_PAGES = 10_000
 MAX_TAGS = 64 << 20  # bytes of tag lists, all pages together
-BLOB_CHUNK = 1 << 20
-BODY_CHUNK = 64 << 10
+BODY_CHUNK = 1 << 20  # bytes read at most at once
 BLOB_DEADLINE = 3600  # seconds for one blob, as for a skopeo copy
 MANIFEST_TYPES = ", ".join((
     "application/vnd.oci.image.manifest.v1+json",
@@ -80,7 +79,6 @@ MANIFEST_TYPES = ", ".join((
 ))
 CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 NEXT_PAGE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
-ODD_ANSWER = (ValueError, TypeError, AttributeError, KeyError, RecursionError, OSError, http.client.HTTPException)
 RETRIABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.CannotSendRequest)
 
 
@@ -111,12 +109,13 @@ class Reader:
         self._access: HostAccess | None = None
         self._challenge: tuple[str, dict[str, str]] = ("none", {})
         self._tokens: dict[str, str] = {}
+        self._refused: set[str] = set()  # token scopes the realm refused: not asked again
         weakref.finalize(self, _close_all, self._idle)  # kept-alive connections end with their reader
         _READERS.add(self)
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's connections and locks are the parent's."""
-        self._idle = []
+        self._idle[:] = []  # the child's copies of the parent's sockets: closed with the list's last reference
         self._lock = threading.Lock()
         self._once = threading.Lock()
         self._fetching = {}
@@ -144,16 +143,21 @@ class Reader:
                 return found
             budget -= len(body)
             try:
-                tags = json.loads(body).get("tags") or []
+                tags = json.loads(body).get("tags")
             except (ValueError, AttributeError, RecursionError):
                 raise Declined("the tag list is not JSON") from None
-            if not isinstance(tags, list):
-                raise Declined("the tag list holds no list of tags")
-            found.update(tag for tag in tags if isinstance(tag, str))
+            if tags is None:
+                tags = []
+            if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+                raise Declined("the tag list holds something else than a list of tags")  # as skopeo refuses it
+            found.update(tags)
             following = NEXT_PAGE.search(link or "")
             if not following:
                 return found
-            url = urllib.parse.urlsplit(following.group(1))
+            try:
+                url = urllib.parse.urlsplit(following.group(1))
+            except ValueError:
+                raise Declined("the tag list's next page is no URL") from None
             prefix = f"/v2/{self._name(repository)}/"
             if url.netloc not in ("", self.host) or not url.path.startswith(prefix):
                 raise Declined("the tag list's next page is elsewhere")
@@ -174,17 +178,14 @@ class Reader:
             self._finish(connection, response, MAX_TOKEN)
             raise Declined(f"blob {digest} is not in {repository}")
         hasher, received = hashlib.sha256(), 0
-        deadline = time.monotonic() + BLOB_DEADLINE
         try:
-            while chunk := response.read(min(BLOB_CHUNK, size - received + 1)):
-                received += len(chunk)
-                if received > size or time.monotonic() > deadline:
-                    break
-                hasher.update(chunk)
-                sink(chunk)
-        except (OSError, http.client.HTTPException) as err:
+            for piece in _pieces(connection, response, size, time.monotonic() + BLOB_DEADLINE):
+                received += len(piece)
+                hasher.update(piece)
+                sink(piece)  # its own errors (a full disk) are the caller's, not a reason to ask skopeo
+        except BaseException:
             connection.close()
-            raise Declined(f"{type(err).__name__}: {err}") from None
+            raise
         if received != size or "sha256:" + hasher.hexdigest() != digest:
             connection.close()
             raise Declined(f"blob {digest} arrived as {received} bytes of another digest")
@@ -212,10 +213,6 @@ class Reader:
         for _ in range(2):
             auth = self._authorization(repository, name, refused)
             connection, response = self._send(f"/v2/{name}/{path}", {**headers, **auth})
-            if response.status == 404 and not auth and self._has_credentials(repository):
-                # /v2/ let us in without asking, so no credentials went: a private repository may hide behind a 404
-                self._finish(connection, response, MAX_TOKEN)
-                raise Declined("not found without credentials, and the auth file has some")
             if response.status in (200, 404):
                 return connection, response
             self._finish(connection, response, MAX_TOKEN)
@@ -243,23 +240,14 @@ class Reader:
         raise AssertionError("unreachable")
 
     def _finish(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse, cap: int) -> bytes:
-        """The rest of the body (at most `cap` bytes); the connection goes back to the pool if it can serve again."""
-        body = bytearray()
-        deadline = time.monotonic() + TIMEOUT  # a whole answer, not one read: a trickle ends too
-        try:
-            while chunk := response.read(min(BODY_CHUNK, cap + 1 - len(body))):
-                body += chunk
-                if len(body) > cap or time.monotonic() > deadline:
-                    connection.close()
-                    raise Declined("the answer is larger, or slower, than any we expect")
-        except (OSError, http.client.HTTPException) as err:
-            connection.close()
-            raise Declined(f"{type(err).__name__}: {err}") from None
+        """The rest of the body (at most `cap` bytes, within TIMEOUT in all); the connection goes back to the pool if it can serve again."""
+        body = b"".join(_pieces(connection, response, cap, time.monotonic() + TIMEOUT))
         self._release(connection, response)
-        return bytes(body)
+        return body
 
     def _release(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
-        if response.isclosed() and not response.will_close:
+        if response.isclosed() and not response.will_close and connection.sock is not None:
+            connection.sock.settimeout(TIMEOUT)
             with self._lock:
                 self._idle.append(connection)
         else:
@@ -304,8 +292,8 @@ class Reader:
             try:
                 connection.request("GET", "/v2/", headers={"Host": self.host})
                 response = connection.getresponse()
-                response.read(MAX_TOKEN)
-            except (OSError, http.client.HTTPException):
+                b"".join(_pieces(connection, response, MAX_TOKEN, time.monotonic() + PING_TIMEOUT))
+            except (OSError, http.client.HTTPException, Declined):
                 connection.close()
                 continue
             connection.close()
@@ -326,61 +314,95 @@ class Reader:
             credentials = self._access.credentials(repository)
         except Unsupported as why:
             raise Declined(str(why)) from None
-        basic = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode() if credentials else None
         if kind == "basic":
-            if basic is None:
+            if credentials is None:
                 raise Declined("the registry asks for credentials and the auth file has none")
-            return {"Authorization": f"Basic {basic}"}
+            return {"Authorization": f"Basic {_basic(credentials)}"}
         scope = f"repository:{name}:pull"
         with self._lock:
             gate = self._fetching.setdefault(scope, threading.Lock())
         with gate:  # concurrent reads of one repository wait for one token instead of each fetching one
             with self._lock:
                 token = self._tokens.get(scope)
+                if scope in self._refused:
+                    raise Declined("the registry's realm refused a token for this repository")
             if token is None or f"Bearer {token}" == refused:  # another reader may have replaced it meanwhile
-                token = self._token(params, scope, basic)
+                token = self._token(params, scope, credentials)
                 with self._lock:
                     self._tokens[scope] = token
         return {"Authorization": f"Bearer {token}"}
 
-    def _token(self, params: dict[str, str], scope: str, basic: str | None) -> str:
+    def _token(self, params: dict[str, str], scope: str, credentials: tuple[str, str] | None) -> str:
         """A Bearer token for `scope` from the challenge's realm: one request, no redirect followed
-        (credentials go to the realm the registry named, and nowhere else)."""
+        (credentials go to the realm the registry named, and nowhere else).
+
+        A realm that refuses (or sends us elsewhere) is not asked again for
+        this scope: other repositories, or other credentials for another
+        namespace, may still get tokens.
+        """
         realm = urllib.parse.urlsplit(params.get("realm", ""))
         if realm.scheme not in ("https", "http") or not realm.netloc:
             raise Declined("the Bearer challenge names no realm")
         if realm.scheme == "http" and self._scheme == "https":
             raise Declined("a registry on HTTPS names a realm on plain HTTP")
-        query = urllib.parse.urlencode({k: v for k, v in (("service", params.get("service")), ("scope", scope)) if v})
+        fields = (("account", credentials[0] if credentials else None), ("service", params.get("service")), ("scope", scope))
+        query = urllib.parse.urlencode({k: v for k, v in fields if v})
         path = f"{realm.path or '/'}?{realm.query + '&' if realm.query else ''}{query}"
         connection = (http.client.HTTPSConnection(realm.netloc, timeout=TIMEOUT, context=self._context)
                       if realm.scheme == "https" else http.client.HTTPConnection(realm.netloc, timeout=TIMEOUT))
         try:
-            connection.request("GET", path, headers={"Authorization": f"Basic {basic}"} if basic else {})
+            connection.request("GET", path, headers={"Authorization": f"Basic {_basic(credentials)}"} if credentials else {})
             response = connection.getresponse()
-            status, body = response.status, response.read(MAX_TOKEN + 1)
+            status = response.status
+            body = b"".join(_pieces(connection, response, MAX_TOKEN, time.monotonic() + TIMEOUT))
         except (OSError, http.client.HTTPException) as err:
             raise Declined(f"the registry's realm: {type(err).__name__}: {err}") from None
         finally:
             connection.close()
-        if status in (401, 403):
-            self._off = "the registry's realm refused our credentials"  # every later read would be refused too
-            raise Declined(self._off)
+        if status != 200:
+            with self._lock:
+                self._refused.add(scope)
+            raise Declined(f"the registry's realm answered {status} for {scope}")
         try:
-            answer = json.loads(body) if status == 200 and len(body) <= MAX_TOKEN else {}
+            answer = json.loads(body)
             token = answer.get("token") or answer.get("access_token")
         except (ValueError, AttributeError, RecursionError):
             token = None
         if not isinstance(token, str) or not token:
-            raise Declined(f"the registry's realm answered {status} with no token")
+            raise Declined("the registry's realm gave no token")
         return token
 
-    def _has_credentials(self, repository: str) -> bool:
-        assert self._access is not None
+
+def _basic(credentials: tuple[str, str]) -> str:
+    return base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+
+
+def _pieces(connection: http.client.HTTPConnection, response: http.client.HTTPResponse, most: int,
+            deadline: float) -> Iterator[bytes]:
+    """A response's body as it arrives, at most `most` bytes. Declined, the connection closed, for
+    more, for a broken connection, or once `deadline` (monotonic) passes, even in mid-trickle:
+    each read waits no longer than what is left."""
+    got = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            connection.close()
+            raise Declined("the answer is slower than any we expect")
+        if connection.sock is not None:
+            connection.sock.settimeout(min(TIMEOUT, left))
         try:
-            return self._access.credentials(repository) is not None
-        except Unsupported:
-            return True  # a helper may hold some
+            piece = response.read1(min(BODY_CHUNK, most + 1 - got))
+        except (OSError, http.client.HTTPException) as err:
+            connection.close()
+            raise Declined(f"{type(err).__name__}: {err}") from None
+        if not piece:
+            response.close()  # read1 leaves a finished body open: the connection could not be reused
+            return
+        got += len(piece)
+        if got > most:
+            connection.close()
+            raise Declined("the answer is larger than any we expect")
+        yield piece
 
 
 def _close_all(connections: list[http.client.HTTPConnection]) -> None:
@@ -416,12 +438,7 @@ def _split(reference: str) -> tuple[str, str]:
 
 
 class Reads:
-    """The registry reads the store makes: over HTTP where `Reader` answers, by skopeo otherwise.
-
-    An answer of a shape nothing expects may escape the reader's own checks
-    as another error (ODD_ANSWER): the read then goes to skopeo too, which
-    words what is wrong.
-    """
+    """The registry reads the store makes: over HTTP where `Reader` answers, by skopeo otherwise."""
 
     def __init__(self, skopeo: Skopeo, reader: Reader | None = None):
         self.skopeo = skopeo
@@ -431,7 +448,7 @@ class Reads:
         """The raw manifest `reference` names, or None if there is none."""
         try:
             return self.reader.manifest(*_split(reference))
-        except (Declined, *ODD_ANSWER):
+        except Declined:
             return self.skopeo.manifest(reference)
 
     def digest(self, reference: str) -> str | None:
@@ -443,12 +460,9 @@ class Reads:
         """Every tag of a repository; none if the repository does not exist yet."""
         try:
             return self.reader.tags(repository)
-        except (Declined, *ODD_ANSWER):
+        except Declined:
             return self.skopeo.tags(repository)
 
     def blob(self, repository: str, digest: str, size: int, sink: Callable[[bytes], object]) -> None:
-        """`Reader.blob`; Declined (the caller then asks skopeo for the artifact) for an odd answer too."""
-        try:
-            self.reader.blob(repository, digest, size, sink)
-        except ODD_ANSWER as err:
-            raise Declined(f"{type(err).__name__}: {err}") from None
+        """`Reader.blob`: Declined means the caller asks skopeo for what holds the blob."""
+        self.reader.blob(repository, digest, size, sink)

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..build.publishing import Publisher, open_publisher
 from ..core.errors import RegistryError, UserError
 from ..core.names import Label
-from ..core.signing import SIGNATURE_NAME
+from ..core.signing import signed_here
 from ..model.settings import registry_setting
 from .report import WARNING, Problems
 from .scan import ImageDir, PodDir, Scan
@@ -91,6 +91,6 @@ def _check_pod(problems: Problems, publisher: Publisher, channel: str, label: La
     if held not in local:
         problems.report("registry", pod.path, f"the registry holds {held} under {where}, this pod is {local[0]}: "
                         "the tag was overwritten, or another root released other content under this version")
-    elif (pod.path / SIGNATURE_NAME).is_file() and not signature_there:
+    elif signed_here(pod.path) and not signature_there:
         problems.report("registry", pod.path, f"its signature is not in the registry yet ({where}): the next doit pushes it",
                         severity=WARNING)
