@@ -255,3 +255,47 @@ def test_a_tampered_pod_served_is_refused(site, trust, ops):
     (pod_dir / "pod.json").write_text(json.dumps(doc))
     line = refused(ops, "--allowed-signers", str(trust), "deploy", url)
     assert "pod.json changed after signing" in line
+
+
+# -- the installed signature, checked again by verify ----------------------------------------
+
+
+def test_a_pod_deployed_with_allowed_signers_keeps_its_signature_beside_pod_json(tmp_path, release, keys, trust):
+    bundle = signed_bundle(release, "1.3.0", keys["release"], tmp_path / "bundle")
+    ops = tmp_path / "ops"
+    ok(onboard(ops, "--allowed-signers", str(trust), "deploy", str(bundle)))
+    installed = ops / "pods/web/frontend/1.3.0"
+    assert (installed / "pod.json.sig").read_bytes() == (bundle / "pod.json.sig").read_bytes()
+    assert "intact" in ok(onboard(ops, "--allowed-signers", str(trust), "verify")).stdout
+
+
+def test_verify_with_allowed_signers_reports_a_version_installed_without_a_signature(tmp_path, release, keys, trust):
+    bundle = signed_bundle(release, "1.3.0", keys["release"], tmp_path / "bundle")
+    ops = tmp_path / "ops"
+    ok(onboard(ops, "deploy", str(bundle)))  # signatures not checked: none kept
+    assert not (ops / "pods/web/frontend/1.3.0/pod.json.sig").exists()
+    result = onboard(ops, "--allowed-signers", str(trust), "verify")
+    assert result.returncode == 1
+    assert "//web:frontend 1.3.0: pod.json.sig: missing" in result.stdout.splitlines()[0]
+
+
+def test_verify_with_other_allowed_signers_reports_the_installed_signature(tmp_path, release, keys, trust):
+    bundle = signed_bundle(release, "1.3.0", keys["release"], tmp_path / "bundle")
+    ops = tmp_path / "ops"
+    ok(onboard(ops, "--allowed-signers", str(trust), "deploy", str(bundle)))
+    others = allowed_signers(tmp_path / "others", ("mallory@example.com", keys["mallory"], ""))
+    result = onboard(ops, "--allowed-signers", str(others), "verify")
+    assert result.returncode == 1
+    [line] = [line for line in result.stdout.splitlines() if "pod.json.sig" in line]
+    assert "1.3.0: pod.json.sig: " in line
+
+
+def test_a_tampered_installed_signature_is_a_verify_problem_even_without_allowed_signers(tmp_path, release, keys, trust):
+    bundle = signed_bundle(release, "1.3.0", keys["release"], tmp_path / "bundle")
+    ops = tmp_path / "ops"
+    ok(onboard(ops, "--allowed-signers", str(trust), "deploy", str(bundle)))
+    signature = ops / "pods/web/frontend/1.3.0/pod.json.sig"
+    signature.chmod(0o644)
+    signature.write_bytes(signature.read_bytes().replace(b"A", b"B", 1))
+    result = onboard(ops, "verify")
+    assert result.returncode == 1 and "pod.json.sig" in result.stdout

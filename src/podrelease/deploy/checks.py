@@ -13,10 +13,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.errors import ContractError, IntegrityError
+from ..core import signing
+from ..core.errors import ContractError, IntegrityError, SignatureError
 from ..core.hashing import AciIdCheck, check_sha512_file, short, verify_file
 from ..core.oci import INDEX_FILE, LAYOUT_DIR, REF_NAME, manifest_digest
-from .layout import CURRENT, RECORD, Layout, current
+from ..core.signing import SIGNATURE_NAME
+from .layout import CURRENT, RECORD, Layout, current, read_pod
 from .records import diff_trees, read_record, scan_tree
 
 MAX_SHA512_FILE = 1024
@@ -87,8 +89,10 @@ def check_version(layout: Layout, vdir: Path, checks: ImageChecks) -> list[str]:
     return problems
 
 
-def verify(layout: Layout) -> list[str]:
-    """Every problem with what is installed under an existing DIR, one line each; [] when all is intact."""
+def verify(layout: Layout, signers: Path | None = None) -> list[str]:
+    """Every problem with what is installed under an existing DIR, one line each; [] when all is intact.
+
+    With `signers`, every installed version's pod.json.sig must verify with a key they allow for its channel."""
     problems: list[str] = []
     checks = ImageChecks()
     if layout.images.is_dir():
@@ -112,6 +116,8 @@ def verify(layout: Layout) -> list[str]:
             continue
         for problem in diff_trees(record["tree"], scan_tree(vdir)):
             problems.append(f"{label} {version}: {problem}")
+        if signers is not None:
+            problems += [f"{label} {version}: {problem}" for problem in _signature_problems(vdir, signers)]
         for name, image_id in sorted(record.get("images", {}).items()):
             if not layout.image_dir(image_id).is_dir():
                 problems.append(f"{label} {version}: image {name} ({short(image_id)}): missing")
@@ -125,3 +131,18 @@ def verify(layout: Layout) -> list[str]:
         elif "/" in points_to or points_to.startswith(".") or not (pod_dir / points_to / RECORD).is_file():
             problems.append(f"{label}: current points to {points_to!r}, which is not installed")
     return problems
+
+
+def _signature_problems(vdir: Path, signers: Path) -> list[str]:
+    """Whether the installed pod.json.sig signs the installed pod.json for its channel, as `signers` allow."""
+    pod = read_pod(vdir)
+    if pod is None:
+        return []  # the tree check says what is wrong with pod.json
+    if not signing.signed_here(vdir):
+        return [f"{SIGNATURE_NAME}: missing (installed unsigned, or without --allowed-signers)"]
+    try:
+        signature = signing.read_signature(vdir / SIGNATURE_NAME)
+        signing.verify(pod.raw, signature, signers, pod.channel)
+    except SignatureError as err:
+        return [f"{SIGNATURE_NAME}: {err}"]
+    return []

@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     undeploy.add_argument("version", metavar="VERSION")
     undeploy.add_argument("--force", action="store_true", help="even if it is the current or running version")
 
-    commands.add_parser("verify", parents=[common], help="re-check everything installed, report each mismatch")
+    commands.add_parser("verify", parents=[common], help="re-check everything installed, report each mismatch "
+                        "(with --allowed-signers, each version's signature too)")
     return parser
 
 
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         # One deadline for the whole deploy, however many times it prepares (see Store.deploy).
         http = HttpOptions(attempts=args.attempts, backoff=args.retry_delay, timeout=args.timeout,
                            deadline=args.deadline, started=time.monotonic(), progress=args.progress)
-    signers = allowed_signers(getattr(args, "allowed_signers", None)) if args.command == "deploy" else None
+    signers = allowed_signers(getattr(args, "allowed_signers", None)) if args.command in ("deploy", "verify") else None
     store = Store(Path(getattr(args, "root", DEFAULT_ROOT)), lock_timeout=getattr(args, "lock_timeout", 300.0),
                   http=http, say=_err, stop_timeout=getattr(args, "stop_timeout", 10.0), allowed_signers=signers)
     if args.command == "deploy":

@@ -64,6 +64,7 @@ from ..core.hashing import (
 from ..core.names import Label
 from ..core.podjson import MAX_POD_JSON, PodJson, json_bytes, manifest_with_sources, parse_pod_json
 from ..core.safetar import extract
+from ..core.signing import SIGNATURE_NAME
 from . import ocilayout
 from .checks import MAX_SHA512_FILE, ImageChecks, check_image, check_version
 from .history import point_current
@@ -146,8 +147,8 @@ def _prepare(layout: Layout, spec: str, staging: Path, http: HttpOptions | None,
     source = open_source(spec, staging, http)
     raw = source.read_pod_json(MAX_POD_JSON)
     pod = parse_pod_json(raw, source.describe("pod.json"))
-    if signers is not None:
-        check_signed(source, pod, signers)  # before anything else: an untrusted pod.json decides nothing
+    signature = check_signed(source, pod, signers) if signers is not None else None  # before anything else:
+    # an untrusted pod.json decides nothing
     label, version = pod.label, pod.version
     if version == CURRENT:
         raise ContractError(f"{source.describe('pod.json')}: version 'current' is reserved by ops-onboard "
@@ -177,7 +178,7 @@ def _prepare(layout: Layout, spec: str, staging: Path, http: HttpOptions | None,
     prepared.seen_images = {image.id: _identity(layout.image_dir(image.id)) for image in pod.images}
     with Downloads(source) as downloads:  # images, volume and pod files all at once
         prepared.new_images = _stage_images(layout, pod, source, downloads, staging, checks, say)
-        prepared.vstage = _stage_version(layout, pod, source, downloads, staging, final)
+        prepared.vstage = _stage_version(layout, pod, source, downloads, staging, final, signature)
     for image_dir in prepared.new_images.values():
         fsync_tree(image_dir)
     fsync_tree(prepared.vstage)
@@ -289,10 +290,13 @@ def _stage_images(layout: Layout, pod: PodJson, source: Source, downloads: Downl
 
 
 def _stage_version(layout: Layout, pod: PodJson, source: Source, downloads: Downloads, staging: Path,
-                   final: Path) -> Path:
-    """The version directory, complete with its record, at `staging/version`; waits for `downloads`."""
+                   final: Path, signature: bytes | None) -> Path:
+    """The version directory, complete with its record, at `staging/version`; waits for `downloads`.
+    With `signature` (checked), pod.json's signature is installed beside it."""
     vstage = _make_dirs(staging, ("version",))
     write_file(vstage / "pod.json", pod.raw)
+    if signature is not None:
+        write_file(vstage / SIGNATURE_NAME, signature)
 
     if pod.images:
         links = _make_dirs(vstage, ("images",))

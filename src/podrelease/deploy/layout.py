@@ -16,6 +16,7 @@ Layout (DIR is `--root`, `/var/lib/ops` by default)::
                                               first: what `rollback` goes back to
     DIR/pods/<label_path>/<pod>/<version>/    one installed version, immutable:
         pod.json                              as released, byte for byte
+        pod.json.sig                          its signature, when deployed with --allowed-signers
         pod-manifest.json                     the appc pod manifest, each host volume's
                                               `source` set to the absolute path of ...
         volumes/<volume>/                     ... the volume's files, tarballs extracted

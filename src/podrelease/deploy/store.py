@@ -231,4 +231,4 @@ class Store:
         with self.locked(create=False) as exists:
             if not exists:
                 return []
-            return checks.verify(self.layout)
+            return checks.verify(self.layout, self.allowed_signers)

@@ -7,7 +7,8 @@ URL) and has OpenSSH's `ssh-keygen -Y` check it over pod.json's exact bytes
 in the namespace `podrelease-<channel>` (core.signing). An unsigned pod, a
 pod.json changed after signing, and a key not allowed for the pod's channel
 (allowed_signers' `namespaces=`) are each refused with one line, before
-anything under DIR is written.
+anything under DIR is written. The signature is installed beside pod.json,
+so `verify --allowed-signers` can check it again later.
 
 Why checking pod.json alone is enough: pod.json pins every other byte a host
 installs (image ids and `aci` sha512 and size, OCI digests, volume and pod
@@ -42,8 +43,8 @@ def allowed_signers(option: str | None, environ: Mapping[str, str] | None = None
     return path
 
 
-def check_signed(source: Source, pod: PodJson, signers: Path) -> str:
-    """The principal that signed `pod` for its channel; SignatureError (one line) if none did."""
+def check_signed(source: Source, pod: PodJson, signers: Path) -> bytes:
+    """`pod`'s signature, made by a key `signers` allows for its channel; SignatureError (one line) if none is."""
     where = source.describe("pod.json")
     try:
         signature = source.read_small(signing.SIGNATURE_NAME, signing.MAX_SIGNATURE)
@@ -52,6 +53,7 @@ def check_signed(source: Source, pod: PodJson, signers: Path) -> str:
         raise SignatureError(f"{where}: not signed: {err}; {signers} requires pods signed for "
                              f"channel {pod.channel}") from None
     try:
-        return signing.verify(pod.raw, signature, signers, pod.channel)
+        signing.verify(pod.raw, signature, signers, pod.channel)
     except SignatureError as err:
         raise SignatureError(f"{where}: {err}") from None
+    return signature
