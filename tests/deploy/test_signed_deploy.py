@@ -299,3 +299,12 @@ def test_a_tampered_installed_signature_is_a_verify_problem_even_without_allowed
     signature.write_bytes(signature.read_bytes().replace(b"A", b"B", 1))
     result = onboard(ops, "verify")
     assert result.returncode == 1 and "pod.json.sig" in result.stdout
+
+
+def test_deploying_with_allowed_signers_adds_the_signature_to_a_version_installed_without_one(tmp_path, release, keys, trust):
+    bundle = signed_bundle(release, "1.3.0", keys["release"], tmp_path / "bundle")
+    ops = tmp_path / "ops"
+    ok(onboard(ops, "deploy", str(bundle)))
+    ok(onboard(ops, "--allowed-signers", str(trust), "deploy", str(bundle)))
+    assert (ops / "pods/web/frontend/1.3.0/pod.json.sig").read_bytes() == (bundle / "pod.json.sig").read_bytes()
+    ok(onboard(ops, "--allowed-signers", str(trust), "verify"))

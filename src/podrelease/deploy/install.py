@@ -64,7 +64,7 @@ from ..core.hashing import (
 from ..core.names import Label
 from ..core.podjson import MAX_POD_JSON, PodJson, json_bytes, manifest_with_sources, parse_pod_json
 from ..core.safetar import extract
-from ..core.signing import SIGNATURE_NAME
+from ..core.signing import SIGNATURE_NAME, signed_here
 from . import ocilayout
 from .checks import MAX_SHA512_FILE, ImageChecks, check_image, check_version
 from .history import point_current
@@ -169,6 +169,8 @@ def _prepare(layout: Layout, spec: str, staging: Path, http: HttpOptions | None,
                 "undeploy it first, or release a new version"
             )
         problems = check_version(layout, final, checks) + _oci_problems(layout, pod)
+        if signature is not None and not signed_here(final):  # installed before signatures were checked
+            problems.append(f"{SIGNATURE_NAME}: missing")
         if not problems:
             return Prepared(pod, staging, final, None, None, seen_version)
         problem = problems[0]
