@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -29,8 +30,9 @@ TIMEOUT = 120  # seconds
 MAX_LINE = 600  # characters: an error quotes what is wrong, it does not dump it
 RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
-# The console script pip installed next to this interpreter (not a version manager's shim).
-OPS_ONBOARD = str(Path(sys.executable).parent / "ops-onboard")
+# The console script pip installed next to this interpreter (not a version manager's shim), else the PATH's.
+_BESIDE = Path(sys.executable).parent / "ops-onboard"
+OPS_ONBOARD = str(_BESIDE) if _BESIDE.exists() else (shutil.which("ops-onboard") or "ops-onboard")
 
 
 def _limit(memory: int, file_size: int):
@@ -59,9 +61,11 @@ def doit(root: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
     return bounded([sys.executable, "-m", "doit", *args], cwd=root, **kwargs)
 
 
-def one_line_error(result: subprocess.CompletedProcess, prog: str = "ops-onboard") -> str:
-    """The command failed with exactly one short line on stderr, `<prog>...: ...`; returns it."""
-    assert result.returncode != 0, result.stdout[-2000:]
+def one_line_error(result: subprocess.CompletedProcess, prog: str = "ops-onboard", status: int | None = None) -> str:
+    """The command failed (with exit `status`, if given) with exactly one short line on stderr,
+    `<prog>...: ...`, not an internal error; returns it."""
+    assert result.returncode != 0 if status is None else result.returncode == status, \
+        (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr[-3000:]
@@ -69,4 +73,15 @@ def one_line_error(result: subprocess.CompletedProcess, prog: str = "ops-onboard
     assert line.startswith(prog), line[:MAX_LINE]
     assert len(line) <= MAX_LINE, f"a {len(line)}-character error line: {line[:200]}..."
     assert not RAW_CONTROL.search(line), repr(line[:MAX_LINE])
+    assert "internal error" not in line, line[:MAX_LINE]
     return line
+
+
+def closed_directory(where: Path, secret: str) -> Path:
+    """`where`, made a directory only its owner may enter, holding a file `secret` readable by
+    everyone: what a check of the whole path must not let out."""
+    where.mkdir()
+    (where / "secret").write_text(secret)
+    os.chmod(where / "secret", 0o644)
+    os.chmod(where, 0o700)
+    return where

@@ -18,9 +18,7 @@ import http.client
 import io
 import json
 import os
-import shutil
 import subprocess
-import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -33,14 +31,13 @@ from podrelease.deploy.runtime import runner
 from podrelease.deploy.runtime.podman import Podman
 
 from conftest import doit
+from hostile import OPS_ONBOARD
 from podmanhelpers import free_port, missing_tools, podman_env  # noqa: F401 (fixtures)
 
 LABEL = "//web:frontend"
 VERSIONS = ("1.0.0", "2.0.0", "3.0.0")
 BAD = "3.0.0"
 STOP = "1"  # --stop-timeout for the tests
-_BESIDE = Path(sys.executable).parent / "ops-onboard"
-OPS_ONBOARD = str(_BESIDE) if _BESIDE.exists() else (shutil.which("ops-onboard") or "ops-onboard")
 
 BUILD_YAML = """\
 images:

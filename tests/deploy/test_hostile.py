@@ -22,7 +22,7 @@ import pytest
 
 from podrelease.build.bundles import write_bundle
 
-from hostile import onboard, one_line_error
+from hostile import closed_directory, onboard, one_line_error
 from podfactory import ReleaseRoot, standard_pod, tree
 
 ACTOOL = shutil.which("actool")
@@ -216,12 +216,7 @@ def test_a_volume_tarball_expanding_past_its_limit_is_refused(host, tmp_path):
 @pytest.fixture
 def closed_dir(tmp_path) -> Path:
     """A directory only its owner may enter, outside any bundle, holding a readable secret."""
-    where = tmp_path / "home"
-    where.mkdir()
-    (where / "secret").write_text("root:$6$saltsalt$hashhashhash:19000:0:99999:7:::\n")
-    os.chmod(where / "secret", 0o644)
-    os.chmod(where, 0o700)
-    return where
+    return closed_directory(tmp_path / "home", "root:$6$saltsalt$hashhashhash:19000:0:99999:7:::\n")
 
 
 def test_a_bundle_entry_linked_to_a_readable_file_in_a_closed_directory_is_not_published(host, tmp_path, closed_dir):

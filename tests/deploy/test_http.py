@@ -5,10 +5,8 @@ from __future__ import annotations
 import http.server
 import os
 import pty
-import shutil
 import socket
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -16,11 +14,10 @@ import pytest
 
 from podrelease.build.bundles import write_bundle
 
+from hostile import OPS_ONBOARD, one_line_error
 from httpservers import Nginx, StaticServer, free_port, nginx_available
 from podfactory import ReleaseRoot, standard_pod, tree
 
-_BESIDE = Path(sys.executable).parent / "ops-onboard"
-OPS_ONBOARD = str(_BESIDE) if _BESIDE.exists() else (shutil.which("ops-onboard") or "ops-onboard")
 POD_URL = "/channels/prod/web/frontend/{version}/pod.json"
 
 
@@ -260,11 +257,7 @@ def test_no_progress_is_shown_when_stderr_is_not_a_terminal(server, tmp_path):
 
 def refused(result: subprocess.CompletedProcess) -> str:
     """Failed with exit 1 and one line `ops-onboard: ...` (no internal error); returns the line."""
-    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ops-onboard: "), result.stderr
-    assert "internal error" not in lines[0]
-    return lines[0]
+    return one_line_error(result, status=1)
 
 
 def test_a_redirect_to_ftp_is_not_followed(ops):

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -24,12 +22,11 @@ import pytest
 
 from podrelease.build.bundles import write_bundle
 
+from hostile import OPS_ONBOARD
 from httpservers import StaticServer
 from podfactory import ReleaseRoot, standard_pod, tree
 from sshkeys import HAVE_SSH_KEYGEN, allowed_signers, make_key
 
-_BESIDE = Path(sys.executable).parent / "ops-onboard"
-OPS_ONBOARD = str(_BESIDE) if _BESIDE.exists() else (shutil.which("ops-onboard") or "ops-onboard")
 POD = "/channels/prod/web/frontend/{version}/"
 SECONDS = 60  # every run here ends well within this, or the test fails
 MAX_RSS_MIB = 200  # a deploy needs about 50 MiB, whatever it is sent

@@ -11,7 +11,6 @@ import gzip
 import json
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -19,24 +18,13 @@ import pytest
 
 from podrelease.build.bundles import write_bundle
 
+from hostile import OPS_ONBOARD, one_line_error
 from httpservers import StaticServer
 from podfactory import ReleaseRoot, standard_pod, tree
-
-_BESIDE = Path(sys.executable).parent / "ops-onboard"
-OPS_ONBOARD = str(_BESIDE) if _BESIDE.exists() else (shutil.which("ops-onboard") or "ops-onboard")
 
 
 def onboard(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([OPS_ONBOARD, "--root", str(root), *args], capture_output=True, text=True, timeout=300)
-
-
-def refused(result: subprocess.CompletedProcess) -> str:
-    """The run failed with exactly one line `ops-onboard: ...` and no traceback; returns it."""
-    assert result.returncode != 0, result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("ops-onboard: ")
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +57,7 @@ def replace(path: Path, data: bytes) -> None:
 
 def deploy_is_refused(ops: Path, source: str) -> str:
     before = tree(ops)
-    line = refused(onboard(ops, "deploy", source))
+    line = one_line_error(onboard(ops, "deploy", source))
     assert tree(ops) == before
     return line
 

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -21,14 +20,13 @@ import pytest
 from podrelease.build.bundles import write_bundle
 from podrelease.core import signing
 
+from hostile import OPS_ONBOARD
 from httpservers import StaticServer
 from podfactory import ReleaseRoot, standard_pod, tree
 from sshkeys import HAVE_SSH_KEYGEN, allowed_signers, make_key
 
 pytestmark = pytest.mark.skipif(not HAVE_SSH_KEYGEN, reason="needs OpenSSH's ssh-keygen")
 
-_BESIDE = Path(sys.executable).parent / "ops-onboard"
-OPS_ONBOARD = str(_BESIDE) if _BESIDE.exists() else (shutil.which("ops-onboard") or "ops-onboard")
 ENV = "OPS_ONBOARD_ALLOWED_SIGNERS"
 
 
@@ -259,30 +257,33 @@ def test_a_tampered_pod_served_is_refused(site, trust, ops):
 
 # -- the installed signature, checked again by verify ----------------------------------------
 
+INSTALLED = "pods/web/frontend/1.3.0"
+
+
+def deployed(tmp_path: Path, release: ReleaseRoot, key: Path, *options: str) -> tuple[Path, Path]:
+    """(DIR, the bundle) after deploying //web:frontend 1.3.0 signed with `key`, with `options` before `deploy`."""
+    bundle = signed_bundle(release, "1.3.0", key, tmp_path / "bundle")
+    ops = tmp_path / "ops"
+    ok(onboard(ops, *options, "deploy", str(bundle)))
+    return ops, bundle
+
 
 def test_a_pod_deployed_with_allowed_signers_keeps_its_signature_beside_pod_json(tmp_path, release, keys, trust):
-    bundle = signed_bundle(release, "1.3.0", keys["release"], tmp_path / "bundle")
-    ops = tmp_path / "ops"
-    ok(onboard(ops, "--allowed-signers", str(trust), "deploy", str(bundle)))
-    installed = ops / "pods/web/frontend/1.3.0"
-    assert (installed / "pod.json.sig").read_bytes() == (bundle / "pod.json.sig").read_bytes()
+    ops, bundle = deployed(tmp_path, release, keys["release"], "--allowed-signers", str(trust))
+    assert (ops / INSTALLED / "pod.json.sig").read_bytes() == (bundle / "pod.json.sig").read_bytes()
     assert "intact" in ok(onboard(ops, "--allowed-signers", str(trust), "verify")).stdout
 
 
 def test_verify_with_allowed_signers_reports_a_version_installed_without_a_signature(tmp_path, release, keys, trust):
-    bundle = signed_bundle(release, "1.3.0", keys["release"], tmp_path / "bundle")
-    ops = tmp_path / "ops"
-    ok(onboard(ops, "deploy", str(bundle)))  # signatures not checked: none kept
-    assert not (ops / "pods/web/frontend/1.3.0/pod.json.sig").exists()
+    ops, _ = deployed(tmp_path, release, keys["release"])  # signatures not checked: none kept
+    assert not (ops / INSTALLED / "pod.json.sig").exists()
     result = onboard(ops, "--allowed-signers", str(trust), "verify")
     assert result.returncode == 1
     assert "//web:frontend 1.3.0: pod.json.sig: missing" in result.stdout.splitlines()[0]
 
 
 def test_verify_with_other_allowed_signers_reports_the_installed_signature(tmp_path, release, keys, trust):
-    bundle = signed_bundle(release, "1.3.0", keys["release"], tmp_path / "bundle")
-    ops = tmp_path / "ops"
-    ok(onboard(ops, "--allowed-signers", str(trust), "deploy", str(bundle)))
+    ops, _ = deployed(tmp_path, release, keys["release"], "--allowed-signers", str(trust))
     others = allowed_signers(tmp_path / "others", ("mallory@example.com", keys["mallory"], ""))
     result = onboard(ops, "--allowed-signers", str(others), "verify")
     assert result.returncode == 1
@@ -291,10 +292,8 @@ def test_verify_with_other_allowed_signers_reports_the_installed_signature(tmp_p
 
 
 def test_a_tampered_installed_signature_is_a_verify_problem_even_without_allowed_signers(tmp_path, release, keys, trust):
-    bundle = signed_bundle(release, "1.3.0", keys["release"], tmp_path / "bundle")
-    ops = tmp_path / "ops"
-    ok(onboard(ops, "--allowed-signers", str(trust), "deploy", str(bundle)))
-    signature = ops / "pods/web/frontend/1.3.0/pod.json.sig"
+    ops, _ = deployed(tmp_path, release, keys["release"], "--allowed-signers", str(trust))
+    signature = ops / INSTALLED / "pod.json.sig"
     signature.chmod(0o644)
     signature.write_bytes(signature.read_bytes().replace(b"A", b"B", 1))
     result = onboard(ops, "verify")
@@ -302,9 +301,7 @@ def test_a_tampered_installed_signature_is_a_verify_problem_even_without_allowed
 
 
 def test_deploying_with_allowed_signers_adds_the_signature_to_a_version_installed_without_one(tmp_path, release, keys, trust):
-    bundle = signed_bundle(release, "1.3.0", keys["release"], tmp_path / "bundle")
-    ops = tmp_path / "ops"
-    ok(onboard(ops, "deploy", str(bundle)))
+    ops, bundle = deployed(tmp_path, release, keys["release"])
     ok(onboard(ops, "--allowed-signers", str(trust), "deploy", str(bundle)))
-    assert (ops / "pods/web/frontend/1.3.0/pod.json.sig").read_bytes() == (bundle / "pod.json.sig").read_bytes()
+    assert (ops / INSTALLED / "pod.json.sig").read_bytes() == (bundle / "pod.json.sig").read_bytes()
     ok(onboard(ops, "--allowed-signers", str(trust), "verify"))

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -20,12 +19,11 @@ from podrelease.build.bundles import write_bundle
 from podrelease.core.errors import IntegrityError
 from podrelease.core.hashing import AciIdCheck
 
+from hostile import OPS_ONBOARD, one_line_error
 from podfactory import Mount, ReleaseRoot, hostile_tarball, pin, standard_pod, tarball, tree, write_aci
 
 ACTOOL = shutil.which("actool")
 # The console script pip installed next to this interpreter (not a version manager's shim).
-_BESIDE = Path(sys.executable).parent / "ops-onboard"
-OPS_ONBOARD = str(_BESIDE) if _BESIDE.exists() else (shutil.which("ops-onboard") or "ops-onboard")
 
 
 def onboard(root: Path, *args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
@@ -36,15 +34,6 @@ def onboard(root: Path, *args: str, timeout: float = 300, **kwargs) -> subproces
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert result.returncode == 0, result.stderr
     return result
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    """The run failed with exactly one line `ops-onboard: ...` and no traceback; returns it."""
-    assert result.returncode != 0, result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("ops-onboard: ")
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -625,11 +614,7 @@ GNU_TAR = shutil.which("tar")
 
 def refused(result: subprocess.CompletedProcess) -> str:
     """Failed with exit 1 and one line `ops-onboard: ...` (no internal error); returns the line."""
-    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ops-onboard: "), result.stderr
-    assert "internal error" not in lines[0]
-    return lines[0]
+    return one_line_error(result, status=1)
 
 
 def plain_tar(members: list[tuple[str, str, bytes | str]]) -> bytes:

@@ -15,7 +15,7 @@ import pytest
 from podrelease.build.bundles import write_bundle
 from podrelease.core.errors import UserError
 
-from hostile import doit, onboard
+from hostile import closed_directory, doit, onboard
 from instructing import FRONTEND, instruct
 from podfactory import ReleaseRoot, standard_pod
 
@@ -64,12 +64,7 @@ def refused_in_one_line(root: Path) -> str:
 @pytest.fixture
 def closed(tmp_path) -> Path:
     """A directory closed to others, outside the release root, holding a readable `secret`."""
-    where = tmp_path / "closed"
-    where.mkdir()
-    (where / "secret").write_text("password=hunter2\n")
-    os.chmod(where / "secret", 0o644)
-    os.chmod(where, 0o700)
-    return where
+    return closed_directory(tmp_path / "closed", "password=hunter2\n")
 
 
 def test_a_volume_file_linked_to_a_file_outside_the_release_root_is_refused(example, closed):
